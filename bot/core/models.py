@@ -1,0 +1,202 @@
+"""Domain models shared by every part of the bot."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Mode(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+
+
+class JobState(StrEnum):
+    """Where a job is. What each state means after a restart:
+
+    QUEUED      persisted, not yet sent: submit it.
+    SUBMITTING  a submit may have reached the provider: fail and refund (never resubmit
+                blindly, the provider would charge twice).
+    RUNNING     the provider has a task id: resume polling.
+    DELIVERING  results known: download and deliver again unless delivery was recorded.
+    DONE / FAILED / CANCELLED are final.
+    """
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+ACTIVE_STATES = (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING)
+
+
+class TaskState(StrEnum):
+    """A provider task's state, normalised across providers."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class FailureCategory(StrEnum):
+    """Who can fix a failure. Decides retries and what the user is told."""
+
+    USER = "user"  # prompt or image refused / invalid: tell the user, no retry
+    TRANSIENT = "transient"  # 429, 5xx, timeouts: retry with backoff
+    CONFIG = "config"  # 401/402/403: the bot's provider account; never blame the user
+    CANCELLED = "cancelled"
+
+
+class ErrorKind(StrEnum):
+    """The true cause, as shown to the user."""
+
+    USER_INPUT = "user_input"  # the user's prompt or image
+    QUOTA = "quota"  # the user's (or server's) quota or limits
+    PROVIDER_CONFIG = "provider_config"  # the bot's provider: billing, key, access
+    PROVIDER_OUTAGE = "provider_outage"  # the provider is failing or overloaded
+    TIMEOUT = "timeout"  # the job's deadline passed
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"  # a bug of ours
+
+
+class ProviderFailure(BaseModel):
+    code: str
+    message: str = ""
+    category: FailureCategory
+
+
+class TaskStatus(BaseModel):
+    state: TaskState
+    progress: int | None = None  # 0-100 when the provider reports it
+    eta_seconds: float | None = None  # provider's estimate of the remaining time
+    result_urls: list[str] = Field(default_factory=list)
+    failed_count: int = 0  # images the provider reports as failed in a partial success
+    failure: ProviderFailure | None = None
+
+
+class TaskHandle(BaseModel):
+    provider: str
+    task_id: str
+    estimated_seconds: float | None = None  # a hint from the submit answer, when given
+
+
+class ImageRef(BaseModel):
+    """An input image as the provider will fetch it."""
+
+    url: str  # https URL, or a data: URI where the provider accepts one
+    width: int | None = None
+    height: int | None = None
+
+
+class GenerationRequest(BaseModel):
+    """A validated request, ready for a provider."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    negative_prompt: str | None = None
+    aspect_ratio: str = "1:1"
+    count: int = Field(default=1, ge=1, le=4)
+    images: list[ImageRef] = Field(default_factory=list)
+    seed: int | None = None
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.IMAGE_TO_IMAGE if self.images else Mode.TEXT_TO_IMAGE
+
+
+class Capabilities(BaseModel):
+    """What a provider accepts, so the bot never sends what it would reject."""
+
+    name: str
+    max_input_images: int
+    aspect_ratios_t2i: list[str]
+    aspect_ratios_i2i: list[str]
+    supports_negative_prompt: bool
+    max_count: int = 4
+    max_prompt_chars: int = 2000
+    max_negative_chars: int = 500
+    supports_cancel: bool = False
+    supports_callback: bool = False
+    accepts_data_uri: bool = False
+    price_per_image_usd: float = 0.0
+
+    def aspect_ratios(self, mode: Mode) -> list[str]:
+        return self.aspect_ratios_i2i if mode is Mode.IMAGE_TO_IMAGE else self.aspect_ratios_t2i
+
+
+class Requester(BaseModel):
+    """Who asked, and where the answer goes."""
+
+    platform: str  # "discord", "console", ...
+    user_id: str
+    guild_id: str | None = None  # server; None for direct use (console)
+    channel_id: str | None = None
+    role_ids: list[str] = Field(default_factory=list)
+    is_admin: bool = False
+    display_name: str | None = None
+
+
+class Job(BaseModel):
+    """A job as stored. `delivery` holds front-end data (message ids, tokens)."""
+
+    id: str
+    requester: Requester
+    provider: str
+    request: GenerationRequest
+    state: JobState = JobState.QUEUED
+    task_id: str | None = None
+    progress: int | None = None
+    reserved: int = 0  # images reserved against the quota
+    delivered: int = 0  # images delivered (and charged)
+    result_urls: list[str] = Field(default_factory=list)
+    error_kind: ErrorKind | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    thread_id: str | None = None
+    status_message_id: str | None = None
+    delivery: dict[str, Any] = Field(default_factory=dict)
+    parent_job_id: str | None = None  # reroll / edit of an earlier job
+    created_at: float
+    updated_at: float
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    deadline_at: float | None = None  # wall-clock seconds
+
+
+class ProgressUpdate(BaseModel):
+    state: JobState
+    progress: int | None = None
+    eta_seconds: float | None = None
+    queue_position: int | None = None
+
+
+class ResultImage(BaseModel):
+    """A downloaded result, ready to re-post."""
+
+    index: int
+    data: bytes
+    content_type: str
+    filename: str
+    width: int | None = None
+    height: int | None = None
+
+
+class UserError(BaseModel):
+    """What the user is told when a job (or request) fails."""
+
+    kind: ErrorKind
+    message: str
+    code: str | None = None
+    job_id: str | None = None

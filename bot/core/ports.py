@@ -1,0 +1,113 @@
+"""Ports: what the core needs from providers, storage and front ends.
+
+Adapters (Discord, console, Slack) and storage implement these; the core
+only ever sees the protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from bot.core.models import (
+    Capabilities,
+    GenerationRequest,
+    Job,
+    JobState,
+    ProgressUpdate,
+    ResultImage,
+    TaskHandle,
+    TaskStatus,
+    UserError,
+)
+
+
+class ImageProvider(Protocol):
+    """One hosted Wan 2.5 API. Raises `ProviderError` (or `SubmitUncertain`)."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def submit(
+        self, request: GenerationRequest, *, callback_url: str | None = None
+    ) -> TaskHandle:
+        """Start a task. Never retried internally once the request may have been sent."""
+        ...
+
+    async def status(self, task_id: str) -> TaskStatus:
+        """One status query (the provider adapter may retry transient errors)."""
+        ...
+
+    async def balance(self) -> float | None:
+        """Remaining balance (USD or credits), None when the provider has no such call."""
+        ...
+
+    async def cancel(self, task_id: str) -> bool:
+        """Ask the provider to cancel; False when it cannot."""
+        ...
+
+
+class JobStore(Protocol):
+    """Durable jobs plus the quota ledger (they change together, in one transaction)."""
+
+    async def admit(self, job: Job) -> Job:
+        """Atomically check the requester's limits and quota, insert the job (QUEUED)
+        and reserve `job.request.count` images. Raises `QuotaDenied`; then nothing is written."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def find_by_task(self, provider: str, task_id: str) -> Job | None: ...
+
+    async def transition(
+        self, job_id: str, expected: Iterable[JobState], new_state: JobState, **fields: Any
+    ) -> Job | None:
+        """Compare-and-set: move the job to `new_state` (and set `fields`) only if its
+        state is one of `expected`. Returns the updated job, or None if it was not."""
+        ...
+
+    async def update(self, job_id: str, **fields: Any) -> Job:
+        """Set fields without changing the state (progress, message ids, delivery data)."""
+        ...
+
+    async def finish(
+        self,
+        job_id: str,
+        new_state: JobState,
+        *,
+        delivered: int,
+        **fields: Any,
+    ) -> Job:
+        """Move to a final state and settle in the same transaction: charge `delivered`
+        images, refund the rest of the reservation. Idempotent: a job already final is
+        returned unchanged and the ledger is not touched again."""
+        ...
+
+    async def active_jobs(self) -> list[Job]:
+        """Every job not in a final state, oldest first (for restarts)."""
+        ...
+
+    async def user_jobs(self, platform: str, user_id: str, limit: int = 10) -> list[Job]: ...
+
+
+class DeliveryPort(Protocol):
+    """A front end's way to show progress and post results for its jobs."""
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None: ...
+
+    async def deliver(
+        self, job: Job, images: list[ResultImage], notes: list[str]
+    ) -> dict[str, Any]:
+        """Post the results. Returns data to merge into `job.delivery` (message ids).
+        Must not post twice if called again for the same job after a crash."""
+        ...
+
+    async def fail(self, job: Job, error: UserError) -> None: ...
+
+
+class ImageHost(Protocol):
+    """Makes bytes fetchable by a provider (needed after normalisation)."""
+
+    async def host(self, data: bytes, content_type: str, filename: str) -> str:
+        """Return a URL (or data URI) the provider can fetch."""
+        ...

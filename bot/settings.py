@@ -1,0 +1,188 @@
+"""All configuration, read from the environment and `.env`.
+
+Built once in the entry point (never at import time) and passed down. Every
+field here is documented in `.env.example` with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ProviderName(StrEnum):
+    APIXO = "apixo"
+    EVOLINK = "evolink"
+    DASHSCOPE = "dashscope"
+    MOCK = "mock"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_dev_guild_id: int | None = None
+    # Only tests and self-hosted gateways change these.
+    discord_api_base_url: str | None = None
+    discord_gateway_url: str | None = None
+
+    # Provider choice; empty means: the first provider with a key, else mock.
+    wan_provider: ProviderName | None = None
+    apixo_api_key: SecretStr | None = None
+    apixo_base_url: str = "https://api.apixo.ai/api/v1"
+    evolink_api_key: SecretStr | None = None
+    evolink_base_url: str = "https://api.evolink.ai"
+    evolink_files_url: str = "https://files-api.evolink.ai"
+    dashscope_api_key: SecretStr | None = None
+    dashscope_base_url: str = "https://dashscope-intl.aliyuncs.com/api/v1"
+    mock_latency_seconds: float = Field(default=3.0, ge=0)
+    # USD per generated image, for usage reports; empty means the provider's list price.
+    price_per_image_usd: float | None = Field(default=None, ge=0)
+
+    # Storage and output
+    database_path: Path = Path("./data/wanbot.sqlite3")
+    output_dir: Path = Path("./output")
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+
+    # Job engine
+    job_deadline_seconds: float = Field(default=900.0, gt=0)
+    provider_concurrency: int = Field(default=8, ge=1)
+    provider_status_rps: float = Field(default=5.0, gt=0)
+    max_running_jobs_per_user: int = Field(default=2, ge=1)
+    max_queued_jobs_per_user: int = Field(default=5, ge=0)
+
+    # Quota defaults for servers that set nothing (images per period)
+    default_user_limit: int = Field(default=25, ge=0)
+    default_quota_period: str = Field(default="day", pattern="^(day|week|month)$")
+
+    # Provider callbacks (APIXO and EvoLink); polling stays on as a safety net.
+    callback_enabled: bool = False
+    callback_public_url: str | None = None
+    callback_host: str = "0.0.0.0"
+    callback_port: int = Field(default=8080, ge=1, le=65535)
+
+    # Downloads: only from these hosts (Discord's CDN and the providers'
+    # result hosts); private and loopback addresses are refused unless listed.
+    download_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "cdn.discordapp.com",
+            "media.discordapp.net",
+            "*.apixo.ai",
+            "*.evolink.ai",
+            "*.aliyuncs.com",
+        ]
+    )
+    download_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("download_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "discord_token",
+        "apixo_api_key",
+        "evolink_api_key",
+        "dashscope_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `KEY=` in .env means "not configured", not "an empty key".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("discord_dev_guild_id", "wan_provider", "price_per_image_usd", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def provider_key(self, provider: ProviderName) -> SecretStr | None:
+        return {
+            ProviderName.APIXO: self.apixo_api_key,
+            ProviderName.EVOLINK: self.evolink_api_key,
+            ProviderName.DASHSCOPE: self.dashscope_api_key,
+            ProviderName.MOCK: None,
+        }[provider]
+
+    def effective_provider(self) -> ProviderName:
+        """The provider to use: the configured one, else the first with a key, else mock."""
+        if self.wan_provider is not None:
+            return self.wan_provider
+        for name in (ProviderName.APIXO, ProviderName.EVOLINK, ProviderName.DASHSCOPE):
+            if self.provider_key(name) is not None:
+                return name
+        return ProviderName.MOCK
+
+    def problems(self) -> list[str]:
+        """Cross-field problems that single-field validation cannot see."""
+        found: list[str] = []
+        provider = self.effective_provider()
+        if provider is not ProviderName.MOCK and self.provider_key(provider) is None:
+            env = f"{provider.value.upper()}_API_KEY"
+            found.append(
+                f"WAN_PROVIDER={provider.value} needs {env}: set it, or use WAN_PROVIDER=mock"
+            )
+        if self.callback_enabled and not self.callback_public_url:
+            found.append(
+                "CALLBACK_ENABLED=true needs CALLBACK_PUBLIC_URL (the https address providers call)"
+            )
+        return found
+
+
+class SettingsError(Exception):
+    """Settings could not be built; `lines` holds one readable line per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one line per problem."""
+    try:
+        settings = Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+            message = error["msg"].removeprefix("Value error, ")
+            given = error.get("input")
+            shown = "" if "KEY" in name or "TOKEN" in name or given is None else f" (got {given!r})"
+            lines.append(f"{name}: {message}{shown}")
+        raise SettingsError(lines) from None
+    problems = settings.problems()
+    if problems:
+        raise SettingsError(problems)
+    return settings

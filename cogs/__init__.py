@@ -1,0 +1,1 @@
+"""Thin Discord command handlers (extensions), loaded by the bot class."""
