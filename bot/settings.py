@@ -121,7 +121,15 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("discord_dev_guild_id", "wan_provider", "price_per_image_usd", mode="before")
+    @field_validator(
+        "discord_dev_guild_id",
+        "wan_provider",
+        "price_per_image_usd",
+        "discord_api_base_url",
+        "discord_gateway_url",
+        "callback_public_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -200,3 +200,52 @@ class UserError(BaseModel):
     message: str
     code: str | None = None
     job_id: str | None = None
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class UsageReport(BaseModel):
+    """What /usage shows a user."""
+
+    guild_id: str
+    user_id: str
+    period: Period
+    used: int  # charged plus still reserved in this period
+    in_flight: int  # reserved by jobs not finished yet
+    limit: int | None  # None: unlimited (e.g. exempt admin)
+    bonus: int = 0  # extra images granted by admins (included in `limit`)
+    remaining: int | None
+    resets_at: float  # wall-clock seconds
+    blocked: bool = False
+    exempt: bool = False
+    server_budget: int | None = None  # images per month for the whole server
+    server_used: int = 0
+
+
+class UsageRow(BaseModel):
+    user_id: str
+    images: int
+    cost_usd: float
+
+
+class ServerReport(BaseModel):
+    guild_id: str
+    period_start: float
+    images: int
+    cost_usd: float
+    budget: int | None
+    users: list[UsageRow]
+
+
+class GuildConfig(BaseModel):
+    """Per-server settings changed with /config."""
+
+    guild_id: str
+    delivery_mode: str = "thread"  # "thread" or "inline"
+    normalize_images: bool = True
+    allowed_channel_ids: list[str] = Field(default_factory=list)  # empty: everywhere
+    admin_exempt: bool = False

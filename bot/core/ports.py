@@ -6,18 +6,23 @@ only ever sees the protocols.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from bot.core.models import (
     Capabilities,
     GenerationRequest,
+    GuildConfig,
     Job,
     JobState,
+    Period,
     ProgressUpdate,
+    Requester,
     ResultImage,
+    ServerReport,
     TaskHandle,
     TaskStatus,
+    UsageReport,
     UserError,
 )
 
@@ -111,3 +116,74 @@ class ImageHost(Protocol):
     async def host(self, data: bytes, content_type: str, filename: str) -> str:
         """Return a URL (or data URI) the provider can fetch."""
         ...
+
+
+class JobService(Protocol):
+    """The engine as front ends see it."""
+
+    def register_delivery(self, platform: str, port: DeliveryPort) -> None: ...
+
+    async def submit(
+        self,
+        requester: Requester,
+        request: GenerationRequest,
+        *,
+        delivery: dict[str, Any] | None = None,
+        parent_job_id: str | None = None,
+    ) -> Job:
+        """Reserve quota and persist the job (QUEUED), then run it in the background.
+        Raises `QuotaDenied` (nothing reserved)."""
+        ...
+
+    async def cancel(self, job_id: str, requester: Requester) -> Job:
+        """Cancel a queued or running job (owner or admin). Raises NotFound / NotAllowed."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1-based position among jobs waiting for a provider slot, None if not waiting."""
+        ...
+
+    async def on_provider_callback(self, provider: str, task_id: str) -> bool:
+        """A provider said the task changed: query its status now (the body is never
+        trusted). False when no active job has that task."""
+        ...
+
+
+class QuotaAdmin(Protocol):
+    """Admin operations on quotas (called by /quota, /usage and the console)."""
+
+    async def usage(
+        self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
+    ) -> UsageReport: ...
+
+    async def set_user_limit(
+        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
+    ) -> None: ...
+
+    async def clear_user_limit(self, guild_id: str, user_id: str) -> None: ...
+
+    async def set_role_limit(
+        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
+    ) -> None: ...
+
+    async def clear_role_limit(self, guild_id: str, role_id: str) -> None: ...
+
+    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None: ...
+
+    async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None: ...
+
+    async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
+        """Extra images for the current period."""
+        ...
+
+    async def block(self, guild_id: str, user_id: str, reason: str | None = None) -> None: ...
+
+    async def unblock(self, guild_id: str, user_id: str) -> None: ...
+
+    async def server_report(self, guild_id: str) -> ServerReport: ...
+
+    async def guild_config(self, guild_id: str) -> GuildConfig: ...
+
+    async def set_guild_config(self, config: GuildConfig) -> None: ...
