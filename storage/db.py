@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -115,26 +116,33 @@ class Database:
             else:
                 await self.conn.execute("COMMIT")
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock, self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    # One statement outside an explicit transaction (autocommit: it is atomic on its own).
+    # execute_fetchall is a single hop to the connection's thread, where execute +
+    # fetch + close would be three; it also runs DML with RETURNING to completion.
+    async def fetchall(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self.conn.execute_fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._lock, self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+    async def fetchone(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> aiosqlite.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
 
 def _split_sql(sql: str) -> list[str]:
-    # Migrations are plain DDL/DML without triggers, so ';' at a line end ends a statement.
-    statements, current = [], []
-    for line in sql.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("--") or not stripped:
+    # A statement ends where SQLite says it is complete, so trigger bodies (whose
+    # inner statements end in ';') stay whole.
+    statements, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
             continue
-        current.append(line)
-        if stripped.endswith(";"):
-            statements.append("\n".join(current))
-            current = []
-    if current:
-        statements.append("\n".join(current))
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
     return statements

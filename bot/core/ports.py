@@ -51,6 +51,11 @@ class ImageProvider(Protocol):
         """Ask the provider to cancel; False when it cannot."""
         ...
 
+    async def download_result(self, url: str, index: int) -> ResultImage:
+        """Fetch result image `index` from a URL in TaskStatus.result_urls (size-capped,
+        checked to be an image). Raises bot.core.download.DownloadError."""
+        ...
+
 
 class JobStore(Protocol):
     """Durable jobs plus the quota ledger (they change together, in one transaction)."""

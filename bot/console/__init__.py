@@ -1,0 +1,1 @@
+"""The terminal front end: `wanbot console`, `wanbot generate` and `wanbot doctor`."""

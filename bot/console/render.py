@@ -1,0 +1,141 @@
+"""Text for the terminal: progress, failures, usage, reports and job lists."""
+
+from __future__ import annotations
+
+from bot.core.models import (
+    ErrorKind,
+    Job,
+    JobState,
+    ProgressUpdate,
+    ServerReport,
+    UsageReport,
+    UserError,
+)
+from bot.core.quota import format_duration
+
+# Who is at fault decides the wording: the user's request, the user's quota,
+# or the bot's own provider (never the user's fault).
+_FAILURE_LEAD = {
+    ErrorKind.USER_INPUT: "The request was refused",
+    ErrorKind.QUOTA: "Quota",
+    ErrorKind.PROVIDER_CONFIG: "The bot's image provider account has a problem (not your request)",
+    ErrorKind.PROVIDER_OUTAGE: "The image provider is failing right now (not your request)",
+    ErrorKind.TIMEOUT: "The job took too long",
+    ErrorKind.CANCELLED: "Cancelled",
+    ErrorKind.INTERNAL: "wanbot hit an internal error",
+}
+_FAILURE_HINT = {
+    ErrorKind.PROVIDER_CONFIG: "run `wanbot doctor` to see what to fix.",
+    ErrorKind.PROVIDER_OUTAGE: "try again in a few minutes.",
+    ErrorKind.INTERNAL: "the log above has the details.",
+}
+
+
+def failure_text(error: UserError) -> str:
+    """One paragraph naming the true cause, what to do, and that nothing was charged."""
+    lead = _FAILURE_LEAD.get(error.kind, "Failed")
+    parts = [f"{lead}: {error.message.rstrip('.')}."]
+    hint = _FAILURE_HINT.get(error.kind)
+    if hint:
+        parts.append(hint[0].upper() + hint[1:])
+    if error.job_id is not None:
+        # A failed job delivers nothing, and failed images are never charged.
+        parts.append("No images were charged.")
+    return " ".join(parts)
+
+
+_STATE_WORDS = {
+    JobState.QUEUED: "queued",
+    JobState.SUBMITTING: "sending to the provider",
+    JobState.RUNNING: "generating",
+    JobState.DELIVERING: "downloading results",
+    JobState.DONE: "done",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
+
+
+def progress_words(update: ProgressUpdate) -> str:
+    """`generating 40%, ~12 s left` / `queued (2nd in line)`."""
+    text = _STATE_WORDS.get(update.state, update.state.value)
+    if update.progress is not None and update.state is JobState.RUNNING:
+        text += f" {update.progress}%"
+    if update.queue_position is not None and update.state is JobState.QUEUED:
+        text += f" (position {update.queue_position})"
+    if update.eta_seconds is not None and update.eta_seconds > 0:
+        text += f", ~{duration(update.eta_seconds)} left"
+    return text
+
+
+def progress_bar(update: ProgressUpdate, width: int = 24) -> str:
+    """An ASCII bar (safe on any terminal encoding) followed by the words."""
+    if update.state is JobState.DONE or update.state is JobState.DELIVERING:
+        fraction = 1.0
+    elif update.progress is not None:
+        fraction = max(0, min(100, update.progress)) / 100
+    else:
+        fraction = 0.0
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {progress_words(update)}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds while short (progress ETAs), else the quota's minute-based wording."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    return format_duration(seconds)
+
+
+def usage_text(report: UsageReport, now: float) -> str:
+    who = "You have" if report.user_id == "local" else f"{report.user_id} has"
+    period = f"this {report.period.value}"
+    if report.blocked:
+        return f"{who} been blocked from generating images. An admin can /quota unblock."
+    lines = []
+    if report.limit is None:
+        lines.append(f"{who} used {report.used} images {period} (no limit).")
+    else:
+        bonus = f" (incl. {report.bonus} granted)" if report.bonus else ""
+        lines.append(
+            f"{who} used {report.used} of {report.limit}{bonus} images {period}; "
+            f"{report.remaining if report.remaining is not None else 0} left."
+        )
+    if report.in_flight:
+        lines.append(f"{report.in_flight} of them are in jobs still running.")
+    if report.limit is not None:
+        lines.append(f"The period resets in {duration(report.resets_at - now)}.")
+    if report.server_budget is not None:
+        lines.append(
+            f"Server budget: {report.server_used} of {report.server_budget} images this month."
+        )
+    return "\n".join(lines)
+
+
+def server_report_text(report: ServerReport) -> str:
+    budget = "no budget" if report.budget is None else f"budget {report.budget}"
+    lines = [
+        f"This month: {report.images} images, ${report.cost_usd:.2f} ({budget}).",
+    ]
+    if report.users:
+        width = max(4, *(len(row.user_id) for row in report.users))
+        lines.append(f"  {'user'.ljust(width)}  images      cost")
+        for row in report.users:
+            lines.append(f"  {row.user_id.ljust(width)}  {row.images:>6}  ${row.cost_usd:>7.2f}")
+    else:
+        lines.append("  No images generated yet.")
+    return "\n".join(lines)
+
+
+def job_line(job: Job, now: float) -> str:
+    prompt = job.request.prompt
+    if len(prompt) > 40:
+        prompt = prompt[:37] + "..."
+    images = f"{job.delivered}/{job.request.count}" if job.state.final else f"{job.request.count}"
+    age = duration(now - job.created_at)
+    return f"{job.id}  {job.state.value:<10} {images:>3} img  {age:>8} ago  {prompt}"
+
+
+def jobs_text(jobs: list[Job], now: float) -> str:
+    if not jobs:
+        return "No jobs yet. Try: /imagine a lighthouse at dusk"
+    return "\n".join(job_line(job, now) for job in jobs)

@@ -1,0 +1,90 @@
+"""Jobs waiting for a provider slot, served round-robin across users.
+
+Each user has a FIFO of their own jobs; the rotation holds the users that have
+something waiting. Taking a job takes the first job of the user at the front
+of the rotation and moves that user to the back, so a user with 50 jobs waits
+behind everyone else's next job rather than in front of it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+
+
+class FairQueue:
+    def __init__(self) -> None:
+        self._by_user: dict[Hashable, deque[str]] = {}
+        self._rotation: deque[Hashable] = deque()
+        self._user_of: dict[str, Hashable] = {}
+        self._positions: dict[str, int] | None = None  # cache, rebuilt on demand
+
+    def __len__(self) -> int:
+        return len(self._user_of)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._user_of
+
+    def push(self, user: Hashable, job_id: str) -> None:
+        if job_id in self._user_of:
+            return
+        queue = self._by_user.get(user)
+        if queue is None:
+            queue = self._by_user[user] = deque()
+            self._rotation.append(user)
+        queue.append(job_id)
+        self._user_of[job_id] = user
+        self._positions = None
+
+    def pop(self) -> str | None:
+        if not self._rotation:
+            return None
+        user = self._rotation.popleft()
+        queue = self._by_user[user]
+        job_id = queue.popleft()
+        if queue:
+            self._rotation.append(user)
+        else:
+            del self._by_user[user]
+        del self._user_of[job_id]
+        self._positions = None
+        return job_id
+
+    def remove(self, job_id: str) -> bool:
+        user = self._user_of.pop(job_id, None)
+        if user is None:
+            return False
+        queue = self._by_user[user]
+        queue.remove(job_id)
+        if not queue:
+            del self._by_user[user]
+            self._rotation.remove(user)
+        self._positions = None
+        return True
+
+    def order(self) -> list[str]:
+        """Every waiting job in the order `pop` would return them."""
+        rotation = [list(self._by_user[user]) for user in self._rotation]
+        result: list[str] = []
+        depth = 0
+        while rotation:
+            still = []
+            for jobs in rotation:
+                result.append(jobs[depth])
+                if len(jobs) > depth + 1:
+                    still.append(jobs)
+            rotation = still
+            depth += 1
+        return result
+
+    def position(self, job_id: str) -> int | None:
+        """1-based place in the order, None if not waiting."""
+        return self._position_map().get(job_id)
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._position_map())
+
+    def _position_map(self) -> dict[str, int]:
+        if self._positions is None:
+            self._positions = {job: index + 1 for index, job in enumerate(self.order())}
+        return self._positions

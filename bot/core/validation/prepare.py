@@ -1,0 +1,157 @@
+"""The front ends' entry point: turn attachments or local files into provider inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from bot.core.errors import ValidationFailed
+from bot.core.models import Capabilities, ImageRef
+from bot.core.ports import ImageHost
+from bot.core.validation.metadata import ImageMeta, byte_limit, check_metadata
+from bot.core.validation.normalize import CheckedImage
+from bot.core.validation.pipeline import check_image
+from bot.core.validation.sniff import InvalidImage
+
+log = logging.getLogger(__name__)
+
+
+class Fetched(Protocol):
+    """What a fetch returns (bot.core.download.Downloaded fits)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class Fetcher(Protocol):
+    """Downloads a URL (bot.core.download.SafeDownloader fits). Any exception it raises is
+    shown to the user as the reason the download failed, so it should read well."""
+
+    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Fetched: ...
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One input image: a URL the provider could fetch (with the platform's metadata when
+    known), or bytes from a local file. Build with `from_url` or `from_bytes`."""
+
+    url: str | None = None
+    data: bytes | None = None
+    meta: ImageMeta | None = None
+    filename: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("an ImageSource has either a url or data")
+
+    @classmethod
+    def from_url(cls, url: str, meta: ImageMeta | None = None) -> ImageSource:
+        return cls(url=url, meta=meta, filename=meta.filename if meta else None)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, filename: str | None = None) -> ImageSource:
+        return cls(data=bytes(data), filename=filename)
+
+    def metadata(self, index: int) -> ImageMeta:
+        """What is known before download, numbered as the user sees it."""
+        if self.data is not None:
+            return ImageMeta(index=index, filename=self.filename, size=len(self.data))
+        if self.meta is not None:
+            return replace(self.meta, index=index)
+        return ImageMeta(index=index, filename=self.filename)
+
+
+@dataclass(frozen=True)
+class PreparedImages:
+    refs: list[ImageRef] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what normalisation changed, per image
+
+
+async def prepare_images(
+    sources: Sequence[ImageSource],
+    caps: Capabilities,
+    *,
+    normalize: bool,
+    fetch: Fetcher,
+    host: ImageHost,
+    executor: Executor | None = None,
+) -> PreparedImages:
+    """Check (and, if `normalize`, repair) every input image before anything is spent.
+
+    Raises `ValidationFailed` listing every problem of every image. Nothing is hosted
+    unless all images pass. Unchanged URL images keep their URL (the provider fetches
+    it); changed or local images are uploaded with `host`. Pillow work runs in
+    `executor` (the loop's default when None; pass a small dedicated pool to bound the
+    memory of concurrent conversions).
+    """
+    metas = [source.metadata(index) for index, source in enumerate(sources, start=1)]
+    check_metadata(metas, caps, normalize)
+    results = await asyncio.gather(
+        *(
+            _check_one(source, meta, normalize=normalize, fetch=fetch, executor=executor)
+            for source, meta in zip(sources, metas, strict=True)
+        )
+    )
+    problems = [problem for result in results if isinstance(result, list) for problem in result]
+    if problems:
+        raise ValidationFailed(problems)
+    checked = [result for result in results if isinstance(result, CheckedImage)]
+    refs = await asyncio.gather(
+        *(
+            _ref(source, meta, image, host)
+            for source, meta, image in zip(sources, metas, checked, strict=True)
+        )
+    )
+    notes = [
+        f"{meta.label}: {'; '.join(image.notes)}"
+        for meta, image in zip(metas, checked, strict=True)
+        if image.notes
+    ]
+    return PreparedImages(refs=list(refs), notes=notes)
+
+
+async def _check_one(
+    source: ImageSource,
+    meta: ImageMeta,
+    *,
+    normalize: bool,
+    fetch: Fetcher,
+    executor: Executor | None,
+) -> CheckedImage | list[str]:
+    """The checked image, or the user-facing problems with it."""
+    data = source.data
+    if data is None:
+        assert source.url is not None
+        try:
+            fetched = await fetch.fetch(source.url, max_bytes=byte_limit(normalize))
+        except Exception as exc:  # the fetcher's reason is the message; never crash on it
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.info("input image %d download failed: %s", meta.index, reason)
+            return [f"{meta.label} could not be downloaded: {reason}"]
+        data = bytes(fetched.data)
+    loop = asyncio.get_running_loop()
+    work = functools.partial(check_image, data, normalize=normalize)
+    try:
+        return await loop.run_in_executor(executor, work)
+    except InvalidImage as exc:
+        return [f"{meta.label} {reason}" for reason in exc.reasons]
+
+
+async def _ref(
+    source: ImageSource, meta: ImageMeta, image: CheckedImage, host: ImageHost
+) -> ImageRef:
+    if source.url is not None and not image.changed:
+        return ImageRef(url=source.url, width=image.width, height=image.height)
+    url = await host.host(image.data, image.content_type, _hosted_name(meta, image))
+    return ImageRef(url=url, width=image.width, height=image.height)
+
+
+def _hosted_name(meta: ImageMeta, image: CheckedImage) -> str:
+    stem = PurePosixPath(meta.filename or "").stem or f"image{meta.index}"
+    return f"{stem}.{image.extension}"

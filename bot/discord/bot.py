@@ -1,0 +1,114 @@
+"""WanBot: the discord.py client, thin over the core.
+
+Cogs are discovered in the `cogs` package and loaded in `setup_hook`; the result
+buttons are DynamicItems registered there too, so they work after a restart.
+Commands are never synced on start (`wanbot sync` does it on purpose).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+
+import discord
+from discord.ext import commands
+
+from bot.discord.actions import JobActions
+from bot.discord.configs import GuildConfigs
+from bot.discord.context import DiscordRuntime
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.jobs import JobStarter
+from bot.discord.tree import WanTree
+from bot.discord.views import ResultButton
+
+log = logging.getLogger(__name__)
+
+COGS_PACKAGE = "cogs"
+
+
+def discover_cogs(package: str = COGS_PACKAGE) -> list[str]:
+    """Every module of the cogs package that defines `setup(bot)`, by name."""
+    pkg = importlib.import_module(package)
+    names = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.ispkg or info.name.startswith("_"):
+            continue
+        name = f"{package}.{info.name}"
+        if hasattr(importlib.import_module(name), "setup"):
+            names.append(name)
+    return names
+
+
+def base_intents() -> discord.Intents:
+    """Guilds (channels, threads, roles), guild messages (replies that mention the bot)
+    and message content, which is dropped at login when the portal switch is off."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.message_content = True
+    return intents
+
+
+class WanBot(commands.Bot):
+    def __init__(
+        self,
+        rt: DiscordRuntime,
+        *,
+        guild_ready_timeout: float = 2.0,
+        price_per_image: float | None = None,
+        cogs: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=base_intents(),
+            help_command=None,
+            tree_cls=WanTree,
+            guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.rt = rt
+        caps_price = rt.provider.capabilities.price_per_image_usd
+        self.price_per_image = caps_price if price_per_image is None else price_per_image
+        self.configs = GuildConfigs(rt.quotas)
+        self.delivery = DiscordDelivery(self, rt.clock)
+        self.starter = JobStarter(self)
+        self.actions = JobActions(self)
+        self.message_content = True
+        self._cog_names = cogs
+
+    async def report_error(self, interaction: discord.Interaction, error: BaseException) -> None:
+        """Answer an error from a button or modal like the tree answers command errors."""
+        tree = self.tree
+        assert isinstance(tree, WanTree)
+        await tree.report(interaction, error)
+
+    async def setup_hook(self) -> None:
+        self._check_message_content()
+        for name in self._cog_names if self._cog_names is not None else discover_cogs():
+            await self.load_extension(name)
+        self.add_dynamic_items(ResultButton)
+        log.info("loaded %d cogs, %d commands", len(self.cogs), len(self.tree.get_commands()))
+
+    def _check_message_content(self) -> None:
+        flags = self.application_flags
+        self.message_content = bool(
+            flags.gateway_message_content or flags.gateway_message_content_limited
+        )
+        if not self.message_content:
+            # Asking for a privileged intent the portal does not grant closes the gateway
+            # (4014): drop it before connecting. discord.py offers no public setter.
+            self._connection._intents.message_content = False
+            log.warning(
+                "the Message Content intent is off in the developer portal: replies that "
+                "mention the bot can only use images attached to the reply itself "
+                "(/help explains; 'Edit image' in the message menu always works)"
+            )
+
+    async def on_message(self, message: discord.Message) -> None:
+        # No prefix commands: replies are handled by the edit cog's listener.
+        return
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        # Warm the settings cache so interaction checks need no database round trip.
+        self.rt.tasks.create_task(self.configs.get(str(guild.id)), name=f"config-{guild.id}")

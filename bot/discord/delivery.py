@@ -1,0 +1,378 @@
+"""DiscordDelivery: the DeliveryPort for jobs asked on Discord.
+
+Each job has a status message (the interaction's answer, or the bot's reply to
+a message), edited sparingly. Results are posted with `channel.send` in the
+job's thread (or inline), as real attachments with embeds and buttons. Posts
+carry a nonce derived from the job id, so delivering again after a crash
+returns the message already posted instead of posting twice.
+
+The interaction token is kept in memory only: status edits go through it while
+it is valid (by the injected clock) and through the channel afterwards, and
+after a restart.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.core.clock import Clock
+from bot.core.models import (
+    ErrorKind,
+    Job,
+    JobState,
+    ProgressUpdate,
+    ResultImage,
+    UserError,
+)
+from bot.discord import render
+from bot.discord.imaging import DEFAULT_UPLOAD_LIMIT, fit_images
+from bot.discord.respond import token_dead
+from bot.discord.views import result_view
+
+if TYPE_CHECKING:
+    from bot.discord.bot import WanBot
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME = 15 * 60.0
+TOKEN_MARGIN = 60.0  # stop using a token this long before Discord does
+MAX_FILES_PER_MESSAGE = 10
+PROGRESS_MIN_INTERVAL = 10.0  # seconds between two edits that only change progress
+PROGRESS_MIN_STEP = 20  # percent
+THREAD_EXISTS = 160004
+UPLOAD_TOO_LARGE = 40005
+_RECENT_LIMIT = 5000
+
+
+@dataclass
+class Target:
+    """Where a job's messages go; stored in `job.delivery`."""
+
+    channel_id: str  # where the job was asked: a text channel or a thread
+    guild_id: str | None = None
+    status_message_id: str | None = None
+    status_channel_id: str | None = None  # defaults to channel_id
+    in_thread: bool = False
+    mode: str = "thread"  # "thread": results in a thread; "inline": in the channel
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    thread_id: str | None = None  # the results thread, once created
+    result_message_ids: list[str] = field(default_factory=list)
+
+    def to_delivery(self) -> dict[str, Any]:
+        return {
+            "channel_id": self.channel_id,
+            "guild_id": self.guild_id,
+            "status_message_id": self.status_message_id,
+            "status_channel_id": self.status_channel_id or self.channel_id,
+            "in_thread": self.in_thread,
+            "mode": self.mode,
+            "upload_limit": self.upload_limit,
+            "thread_id": self.thread_id,
+            "result_message_ids": list(self.result_message_ids),
+        }
+
+    @classmethod
+    def from_job(cls, job: Job) -> Target:
+        d = job.delivery
+        return cls(
+            channel_id=str(d.get("channel_id") or job.requester.channel_id or ""),
+            guild_id=d.get("guild_id") or job.requester.guild_id,
+            status_message_id=d.get("status_message_id") or job.status_message_id,
+            status_channel_id=d.get("status_channel_id"),
+            in_thread=bool(d.get("in_thread", False)),
+            mode=str(d.get("mode", "thread")),
+            upload_limit=int(d.get("upload_limit") or DEFAULT_UPLOAD_LIMIT),
+            thread_id=d.get("thread_id") or job.thread_id,
+            result_message_ids=list(d.get("result_message_ids") or []),
+        )
+
+
+@dataclass
+class _LiveToken:
+    interaction: discord.Interaction
+    usable_until: float  # clock.now()
+
+
+@dataclass
+class _Shown:
+    state: JobState
+    progress: int | None
+    at: float  # clock.monotonic()
+
+
+class DeliveryError(Exception):
+    """Results could not be posted; `user_error` says why, in the user's words."""
+
+    def __init__(self, user_error: UserError) -> None:
+        super().__init__(user_error.message)
+        self.user_error = user_error
+
+
+def result_filename(job_id: str, index: int, extension: str) -> str:
+    """Result files are named after their job and image, so buttons can find them."""
+    return f"wan_{job_id}_{index + 1}.{extension}"
+
+
+def _named(job_id: str, image: ResultImage) -> ResultImage:
+    extension = PurePosixPath(image.filename).suffix.lstrip(".") or "png"
+    return image.model_copy(update={"filename": result_filename(job_id, image.index, extension)})
+
+
+def nonce_for(job_id: str, part: int) -> str:
+    # Discord nonces are at most 25 characters; job ids are 10.
+    return f"wb{job_id}{part}"[:25]
+
+
+class DiscordDelivery:
+    def __init__(self, bot: WanBot, clock: Clock) -> None:
+        self._bot = bot
+        self._clock = clock
+        self._tokens: dict[str, _LiveToken] = {}  # by status message id
+        self._shown: OrderedDict[str, _Shown] = OrderedDict()  # by job id
+        self._finished: OrderedDict[str, None] = OrderedDict()  # jobs past progress
+        self._problems: dict[str, UserError] = {}  # why posting failed, by job id
+
+    # ----------------------------------------------------------- tokens
+    def remember_interaction(self, status_message_id: int, interaction: discord.Interaction) -> None:
+        """Status edits for this message may use the interaction's token while it lives."""
+        now = self._clock.now()
+        for key in [k for k, t in self._tokens.items() if t.usable_until <= now]:
+            del self._tokens[key]
+        self._tokens[str(status_message_id)] = _LiveToken(
+            interaction, now + TOKEN_LIFETIME - TOKEN_MARGIN
+        )
+
+    def _token_for(self, status_message_id: str) -> discord.Interaction | None:
+        live = self._tokens.get(status_message_id)
+        if live is None:
+            return None
+        if self._clock.now() >= live.usable_until:
+            del self._tokens[status_message_id]
+            return None
+        return live.interaction
+
+    # -------------------------------------------------------- port: progress
+    async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        if job.id in self._finished:
+            return
+        target = Target.from_job(job)
+        if not target.status_message_id or not self._worth_showing(job.id, update):
+            return
+        embed = render.status_embed(
+            job.request,
+            update,
+            job_id=job.id,
+            requester_id=job.requester.user_id,
+            now=self._clock.now(),
+        )
+        try:
+            await self._edit_status(target, embed=embed)
+        except discord.HTTPException as exc:
+            # Progress is cosmetic: never let it fail the job.
+            log.info("job %s: status edit failed (%s)", job.id, exc)
+
+    def _worth_showing(self, job_id: str, update: ProgressUpdate) -> bool:
+        """Edit on every state change, else only for a real step after a while: Discord
+        rate limits edits and counts failed requests against the bot."""
+        now = self._clock.monotonic()
+        last = self._shown.get(job_id)
+        if last is not None and last.state is update.state:
+            step = abs((update.progress or 0) - (last.progress or 0))
+            if now - last.at < PROGRESS_MIN_INTERVAL or step < PROGRESS_MIN_STEP:
+                return False
+        self._shown[job_id] = _Shown(update.state, update.progress, now)
+        self._shown.move_to_end(job_id)
+        while len(self._shown) > _RECENT_LIMIT:
+            self._shown.popitem(last=False)
+        return True
+
+    def _mark_finished(self, job_id: str) -> None:
+        self._shown.pop(job_id, None)
+        self._finished[job_id] = None
+        while len(self._finished) > _RECENT_LIMIT:
+            self._finished.popitem(last=False)
+
+    # --------------------------------------------------------- port: deliver
+    async def deliver(self, job: Job, images: list[ResultImage], notes: list[str]) -> dict[str, Any]:
+        self._mark_finished(job.id)
+        target = Target.from_job(job)
+        try:
+            destination = await self._results_channel(job, target)
+            ids = await self._post_results(job, target, destination, images, notes)
+        except discord.Forbidden as exc:
+            # The engine retries, then fails the job (refunded) and calls `fail`, which
+            # shows this cause rather than a generic one.
+            error = self._permission_error(job, exc)
+            self._problems[job.id] = error
+            raise DeliveryError(error) from exc
+        self._problems.pop(job.id, None)
+        target.result_message_ids = ids
+        where = f"<#{destination}>" if destination != target.channel_id else None
+        if ids:
+            link = f"https://discord.com/channels/{target.guild_id}/{destination}/{ids[0]}"
+            where = f"[{len(images)} image{'s' if len(images) != 1 else ''}]({link})"
+        try:
+            await self._edit_status(
+                target, embed=render.done_embed(job, where, len(images)), view=None
+            )
+        except discord.HTTPException as exc:
+            log.info("job %s: final status edit failed (%s)", job.id, exc)
+        return {"thread_id": target.thread_id, "result_message_ids": ids}
+
+    async def _results_channel(self, job: Job, target: Target) -> str:
+        if target.mode != "thread" or target.in_thread or not target.status_message_id:
+            return target.channel_id
+        if target.thread_id:
+            return target.thread_id
+        status_channel = target.status_channel_id or target.channel_id
+        try:
+            data = await self._bot.http.start_thread_with_message(
+                int(status_channel),
+                int(target.status_message_id),
+                name=render.clip(job.request.prompt.replace("\n", " "), 90) or f"Job {job.id}",
+                auto_archive_duration=1440,
+            )
+            thread_id = str(data["id"])
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_EXISTS:
+                raise
+            # Made before a crash: a thread started from a message has the message's id.
+            thread_id = target.status_message_id
+        target.thread_id = thread_id
+        return thread_id
+
+    async def _post_results(
+        self,
+        job: Job,
+        target: Target,
+        destination: str,
+        images: list[ResultImage],
+        notes: list[str],
+    ) -> list[str]:
+        limit = target.upload_limit
+        guild = self._bot.get_guild(int(target.guild_id)) if target.guild_id else None
+        if guild is not None:
+            limit = min(limit, guild.filesize_limit)
+        channel = self._bot.get_partial_messageable(
+            int(destination), guild_id=int(target.guild_id) if target.guild_id else None
+        )
+        reply_to = None
+        if target.mode == "inline" and target.status_message_id:
+            status_channel = target.status_channel_id or target.channel_id
+            if status_channel == destination:
+                reply_to = channel.get_partial_message(int(target.status_message_id))
+        ids: list[str] = []
+        for part, start in enumerate(range(0, len(images), MAX_FILES_PER_MESSAGE)):
+            chunk = images[start : start + MAX_FILES_PER_MESSAGE]
+            message = await self._send_chunk(
+                job, channel, chunk, notes if part == 0 else [], limit, part, reply_to
+            )
+            ids.append(str(message.id))
+        return ids
+
+    async def _send_chunk(
+        self,
+        job: Job,
+        channel: discord.PartialMessageable,
+        images: list[ResultImage],
+        notes: list[str],
+        limit: int,
+        part: int,
+        reply_to: discord.PartialMessage | None,
+    ) -> discord.Message:
+        for attempt in range(3):
+            fitted, fit_notes = await fit_images(images, limit)
+            fitted = [_named(job.id, img) for img in fitted]
+            files = [discord.File(io.BytesIO(img.data), filename=img.filename) for img in fitted]
+            mention = discord.Object(id=int(job.requester.user_id))
+            try:
+                return await channel.send(
+                    content=f"<@{job.requester.user_id}>",
+                    embeds=render.result_embeds(job, fitted, [*notes, *fit_notes]),
+                    files=files,
+                    view=result_view(job.id, [img.index for img in fitted]),
+                    nonce=nonce_for(job.id, part),
+                    reference=reply_to if reply_to is not None else discord.utils.MISSING,
+                    mention_author=False,
+                    allowed_mentions=discord.AllowedMentions(
+                        everyone=False, roles=False, users=[mention], replied_user=False
+                    ),
+                )
+            except discord.HTTPException as exc:
+                # The server's real limit is lower than we were told: halve and retry.
+                if exc.status != 413 and exc.code != UPLOAD_TOO_LARGE or attempt == 2:
+                    raise
+                limit = max(256 * 1024, min(limit, max(len(i.data) for i in fitted)) // 2)
+                log.info("job %s: upload too large, retrying under %d bytes", job.id, limit)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _permission_error(job: Job, exc: discord.Forbidden) -> UserError:
+        return UserError(
+            kind=ErrorKind.INTERNAL,
+            code="bot_missing_permissions",
+            message=(
+                "I lost the permission to post the results here "
+                f"(Discord said: {exc.text or 'Missing Permissions'}). A server admin needs "
+                "to give the bot Send Messages, Send Messages in Threads, Create Public "
+                "Threads, Attach Files and Embed Links in this channel."
+            ),
+            job_id=job.id,
+        )
+
+    # ------------------------------------------------------------ port: fail
+    async def fail(self, job: Job, error: UserError) -> None:
+        self._mark_finished(job.id)
+        problem = self._problems.pop(job.id, None)
+        if problem is not None and error.kind is ErrorKind.INTERNAL:
+            error = problem
+        await self._show_failure(job, Target.from_job(job), error)
+
+    async def _show_failure(self, job: Job, target: Target, error: UserError) -> None:
+        if error.job_id is None:
+            error = error.model_copy(update={"job_id": job.id})
+        embed = render.failure_embed(job.request, error)
+        if error.code == "bot_missing_permissions":
+            embed.description = error.message
+        if target.status_message_id:
+            try:
+                await self._edit_status(target, embed=embed, view=None)
+                return
+            except discord.HTTPException as exc:
+                log.info("job %s: could not show the failure on its status (%s)", job.id, exc)
+        try:
+            channel = self._bot.get_partial_messageable(int(target.channel_id))
+            await channel.send(
+                content=f"<@{job.requester.user_id}>",
+                embed=embed,
+                nonce=nonce_for(job.id, 9),
+                allowed_mentions=discord.AllowedMentions(
+                    users=[discord.Object(id=int(job.requester.user_id))]
+                ),
+            )
+        except (discord.HTTPException, ValueError) as exc:
+            log.warning("job %s failed and the user could not be told: %s", job.id, exc)
+
+    # ---------------------------------------------------------------- edits
+    async def _edit_status(self, target: Target, **fields: Any) -> None:
+        assert target.status_message_id is not None
+        interaction = self._token_for(target.status_message_id)
+        if interaction is not None:
+            try:
+                await interaction.followup.edit_message(int(target.status_message_id), **fields)
+                return
+            except discord.HTTPException as exc:
+                if not token_dead(exc):
+                    raise
+                self._tokens.pop(target.status_message_id, None)
+        channel = self._bot.get_partial_messageable(
+            int(target.status_channel_id or target.channel_id)
+        )
+        await channel.get_partial_message(int(target.status_message_id)).edit(**fields)

@@ -1,0 +1,39 @@
+"""An ImageHost that makes normalised input images fetchable by the provider:
+it posts them in the job's channel and hands back the attachment URL."""
+
+from __future__ import annotations
+
+import io
+
+import discord
+
+from bot.core.errors import WanbotError
+
+
+class HostingFailed(WanbotError):
+    """The adjusted image could not be posted (a Discord problem, not the user's)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"I could not upload the adjusted input image: {reason}", code="hosting")
+        self.reason = reason
+
+
+class DiscordImageHost:
+    def __init__(self, channel: discord.abc.Messageable, owner: discord.abc.User) -> None:
+        self._channel = channel
+        self._owner = owner
+
+    async def host(self, data: bytes, content_type: str, filename: str) -> str:
+        try:
+            message = await self._channel.send(
+                content=f"Input image for {self._owner.mention}, adjusted to what the "
+                "image service accepts.",
+                file=discord.File(io.BytesIO(data), filename=filename),
+                silent=True,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            raise HostingFailed(exc.text or str(exc.status)) from exc
+        if not message.attachments:
+            raise HostingFailed("Discord did not keep the adjusted image")
+        return message.attachments[0].url

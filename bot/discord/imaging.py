@@ -1,0 +1,79 @@
+"""Make result images fit Discord's upload limit (Pillow, run in an executor)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from pathlib import PurePosixPath
+
+from PIL import Image
+
+from bot.core.models import ResultImage
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes per file without server boosts
+_QUALITIES = (90, 82, 74)
+_MIN_SIDE = 256
+
+
+class CannotFit(Exception):
+    pass
+
+
+def fit_bytes(data: bytes, limit: int) -> bytes:
+    """Re-encode as JPEG (then downscale) until at most `limit` bytes. Blocking."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        rgb = _flatten(img)
+    for quality in _QUALITIES:
+        out = _jpeg(rgb, quality)
+        if len(out) <= limit:
+            return out
+    scaled = rgb
+    while min(scaled.size) > _MIN_SIDE:
+        # JPEG size grows roughly with the pixel count: aim a little under the limit.
+        factor = max(0.5, min(0.9, math.sqrt(limit / max(len(out), 1)) * 0.95))
+        size = (max(1, int(scaled.width * factor)), max(1, int(scaled.height * factor)))
+        scaled = rgb.resize(size, Image.Resampling.LANCZOS)
+        out = _jpeg(scaled, _QUALITIES[-1])
+        if len(out) <= limit:
+            return out
+    raise CannotFit(f"cannot fit an image into {limit} bytes")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
+
+
+async def fit_images(images: list[ResultImage], limit: int) -> tuple[list[ResultImage], list[str]]:
+    """Images re-encoded where larger than `limit`, and a note for each one changed."""
+    loop = asyncio.get_running_loop()
+    fitted: list[ResultImage] = []
+    notes: list[str] = []
+    for image in images:
+        if len(image.data) <= limit:
+            fitted.append(image)
+            continue
+        data = await loop.run_in_executor(None, fit_bytes, image.data, limit)
+        stem = PurePosixPath(image.filename).stem or f"image{image.index + 1}"
+        fitted.append(
+            image.model_copy(
+                update={"data": data, "content_type": "image/jpeg", "filename": f"{stem}.jpg"}
+            )
+        )
+        notes.append(
+            f"image {image.index + 1} was re-encoded as JPEG to fit Discord's "
+            f"{limit / 1024 / 1024:.0f} MB upload limit"
+        )
+    return fitted, notes

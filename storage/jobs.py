@@ -1,0 +1,221 @@
+"""Jobs and their quota ledger in SQLite (implements `bot.core.ports.JobStore`).
+
+The schema (migration 0002) ties money to job rows: inserting a job reserves its
+images and a job's move to a final state settles them, in the same statement.
+So every state change here is a single UPDATE ... RETURNING: atomic on its own,
+one hop to SQLite's thread, and no path to a final state can skip the settle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any
+
+import aiosqlite
+from pydantic import TypeAdapter
+
+from bot.core.clock import Clock
+from bot.core.errors import NotFound
+from bot.core.models import ACTIVE_STATES, Job, JobState
+from bot.core.quota import QuotaDefaults, decide, quota_scope
+from storage.db import Database
+from storage.quota_facts import read_facts
+
+log = logging.getLogger(__name__)
+
+_JSON_FIELDS = frozenset({"requester", "request", "result_urls", "delivery"})
+# Fields that only admit()/finish()/transition() may set: identity, state and money.
+_PROTECTED = frozenset({"id", "requester", "state", "reserved", "delivered", "created_at"})
+_FINAL = tuple(state.value for state in JobState if state.final)
+_NOT_FINAL = f"state NOT IN ({', '.join(repr(s) for s in _FINAL)})"
+_ACTIVE = ", ".join(repr(state.value) for state in ACTIVE_STATES)
+
+_JOB_COLUMNS = tuple(Job.model_fields)
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}, platform, user_id, scope_id, admitted_at) "
+    f"VALUES ({', '.join(':' + c for c in _JOB_COLUMNS)}, "
+    ":platform, :user_id, :scope_id, :admitted_at)"
+)
+_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
+
+
+class SqliteJobStore:
+    def __init__(self, db: Database, clock: Clock, defaults: QuotaDefaults) -> None:
+        self._db = db
+        self._clock = clock
+        self._defaults = defaults
+
+    async def admit(self, job: Job) -> Job:
+        """Check the requester's limits and reserve `job.request.count` images, inserting
+        the job as QUEUED; all in one write transaction. Raises `QuotaDenied` (then
+        nothing is written)."""
+        now = self._clock.now()
+        requester = job.requester
+        scope = quota_scope(requester.guild_id)
+        images = job.request.count
+        admitted = job.model_copy(
+            update={"state": JobState.QUEUED, "reserved": images, "delivered": 0}
+        )
+        params = _row_params(admitted)
+        params.update(
+            platform=requester.platform,
+            user_id=requester.user_id,
+            scope_id=scope,
+            admitted_at=now,
+        )
+        async with self._db.transaction() as conn:
+            facts = await read_facts(
+                conn,
+                scope=scope,
+                user_id=requester.user_id,
+                role_ids=requester.role_ids,
+                now=now,
+                platform=requester.platform,
+            )
+            denied = decide(
+                facts, self._defaults, images=images, is_admin=requester.is_admin, now=now
+            )
+            if denied is not None:
+                raise denied
+            try:
+                await conn.execute(_INSERT_JOB, params)
+            except aiosqlite.IntegrityError as exc:
+                raise ValueError(f"job {job.id} already exists") from exc
+        return admitted
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._db.fetchone(f"{_SELECT} WHERE id = ?", (job_id,))
+        return _job(row) if row else None
+
+    async def find_by_task(self, provider: str, task_id: str) -> Job | None:
+        row = await self._db.fetchone(
+            f"{_SELECT} WHERE provider = ? AND task_id = ? ORDER BY created_at DESC LIMIT 1",
+            (provider, task_id),
+        )
+        return _job(row) if row else None
+
+    async def transition(
+        self, job_id: str, expected: Iterable[JobState], new_state: JobState, **fields: Any
+    ) -> Job | None:
+        """Compare-and-set on the state. Moving to a final state settles the reservation
+        with the job's `delivered` (pass `delivered=` here, or better use finish()).
+        A final job never changes state again."""
+        states = [JobState(state) for state in expected]
+        if any(state.final for state in states):
+            raise ValueError("a final job never changes state")
+        if not states:
+            return None
+        values = _encode_fields(fields, allow={"delivered"})
+        values["state"] = new_state.value
+        placeholders = ", ".join(f":expected{i}" for i in range(len(states)))
+        extra = {f"expected{i}": state.value for i, state in enumerate(states)}
+        rows = await self._update(job_id, values, f"state IN ({placeholders})", extra)
+        return _job(rows[0]) if rows else None
+
+    async def update(self, job_id: str, **fields: Any) -> Job:
+        """Set fields without changing the state. Raises NotFound."""
+        rows = await self._update(job_id, _encode_fields(fields))
+        if not rows:
+            raise NotFound(f"job {job_id} not found", code="job_not_found")
+        return _job(rows[0])
+
+    async def finish(
+        self, job_id: str, new_state: JobState, *, delivered: int, **fields: Any
+    ) -> Job:
+        """Move to a final state; charge `delivered` images and refund the rest of the
+        reservation in the same statement. A job already final is returned unchanged."""
+        if not new_state.final:
+            raise ValueError(f"finish() needs a final state, not {new_state.value}")
+        values = _encode_fields(fields)
+        values.setdefault("finished_at", self._clock.now())
+        values.update(state=new_state.value, delivered=delivered)
+        rows = await self._update(job_id, values, _NOT_FINAL)
+        if rows:
+            job = _job(rows[0])
+            if job.delivered != delivered:
+                log.warning(
+                    "job %s reports %d delivered of %d reserved; charged %d",
+                    job_id,
+                    delivered,
+                    job.reserved,
+                    job.delivered,
+                )
+            return job
+        existing = await self.get(job_id)
+        if existing is None:
+            raise NotFound(f"job {job_id} not found", code="job_not_found")
+        return existing
+
+    async def active_jobs(self) -> list[Job]:
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE state IN ({_ACTIVE}) ORDER BY created_at, id"
+        )
+        return [_job(row) for row in rows]
+
+    async def user_jobs(self, platform: str, user_id: str, limit: int = 10) -> list[Job]:
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE platform = ? AND user_id = ? ORDER BY created_at DESC, id DESC "
+            "LIMIT ?",
+            (platform, user_id, limit),
+        )
+        return [_job(row) for row in rows]
+
+    async def _update(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        condition: str = "1",
+        extra: Mapping[str, Any] | None = None,
+    ) -> list[aiosqlite.Row]:
+        values["updated_at"] = self._clock.now()
+        assignments = ", ".join(
+            # Never charge more than was reserved, nor a negative count.
+            "delivered = MAX(0, MIN(:delivered, reserved))"
+            if name == "delivered"
+            else f"{name} = :{name}"
+            for name in values
+        )
+        params = {**values, **(extra or {}), "id": job_id}
+        return await self._db.fetchall(
+            f"UPDATE jobs SET {assignments} WHERE id = :id AND ({condition}) "
+            f"RETURNING {', '.join(_JOB_COLUMNS)}",
+            params,
+        )
+
+
+@cache
+def _adapter(name: str) -> TypeAdapter[Any]:
+    annotation: Any = Job.model_fields[name].annotation
+    return TypeAdapter(annotation)
+
+
+def _encode_fields(fields: Mapping[str, Any], allow: Iterable[str] = ()) -> dict[str, Any]:
+    """Validate `fields` as Job fields and turn them into column values."""
+    allowed = set(allow)
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in Job.model_fields:
+            raise ValueError(f"jobs have no field {name!r}")
+        if name in _PROTECTED and name not in allowed:
+            raise ValueError(f"{name!r} cannot be set this way")
+        adapter = _adapter(name)
+        plain = adapter.dump_python(adapter.validate_python(value), mode="json")
+        values[name] = json.dumps(plain) if name in _JSON_FIELDS else plain
+    return values
+
+
+def _row_params(job: Job) -> dict[str, Any]:
+    data = job.model_dump(mode="json")
+    for name in _JSON_FIELDS:
+        data[name] = json.dumps(data[name])
+    return data
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    data = dict(zip(_JOB_COLUMNS, row, strict=True))
+    for name in _JSON_FIELDS:
+        data[name] = json.loads(data[name])
+    return Job.model_validate(data)

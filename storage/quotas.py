@@ -1,0 +1,202 @@
+"""Quota administration in SQLite (implements `bot.core.ports.QuotaAdmin`).
+
+The rules themselves are in bot/core/quota.py; this module stores settings and
+reads usage. A user's job history is `JobStore.user_jobs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.core.clock import Clock
+from bot.core.errors import ValidationFailed
+from bot.core.models import (
+    ACTIVE_STATES,
+    GuildConfig,
+    Period,
+    ServerReport,
+    UsageReport,
+    UsageRow,
+)
+from bot.core.quota import QuotaDefaults, assess, period_window, usage_report
+from storage.db import Database
+from storage.quota_facts import read_facts
+
+_ACTIVE = ", ".join(repr(state.value) for state in ACTIVE_STATES)
+_SERVER_SUBJECT = ""  # quota_limits.subject_id of a server default
+
+
+class SqliteQuotaAdmin:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        defaults: QuotaDefaults,
+        price_per_image_usd: float,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._defaults = defaults
+        self._price = price_per_image_usd
+
+    async def usage(
+        self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
+    ) -> UsageReport:
+        now = self._clock.now()
+        # One transaction, so `used` and `in_flight` agree with each other.
+        async with self._db.transaction() as conn:
+            facts = await read_facts(
+                conn, scope=guild_id, user_id=user_id, role_ids=role_ids, now=now
+            )
+            window = assess(facts, self._defaults, is_admin=is_admin, now=now).window
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT COALESCE(SUM(reserved), 0) FROM jobs "
+                    f"WHERE user_id = ? AND scope_id = ? AND state IN ({_ACTIVE}) "
+                    "AND admitted_at >= ? AND admitted_at < ?",
+                    (user_id, guild_id, window.start, window.end),
+                )
+            )
+        return usage_report(
+            facts,
+            self._defaults,
+            guild_id=guild_id,
+            user_id=user_id,
+            is_admin=is_admin,
+            now=now,
+            in_flight=int(rows[0][0]),
+        )
+
+    async def set_user_limit(
+        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
+    ) -> None:
+        await self._set_limit(guild_id, "user", user_id, limit, period)
+
+    async def clear_user_limit(self, guild_id: str, user_id: str) -> None:
+        await self._clear_limit(guild_id, "user", user_id)
+
+    async def set_role_limit(
+        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
+    ) -> None:
+        await self._set_limit(guild_id, "role", role_id, limit, period)
+
+    async def clear_role_limit(self, guild_id: str, role_id: str) -> None:
+        await self._clear_limit(guild_id, "role", role_id)
+
+    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None:
+        await self._set_limit(guild_id, "server", _SERVER_SUBJECT, limit, period)
+
+    async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None:
+        """Images per calendar month for the whole server; None removes the budget."""
+        if monthly_images is None:
+            await self._db.fetchall("DELETE FROM server_budgets WHERE guild_id = ?", (guild_id,))
+            return
+        _check_count("the monthly budget", monthly_images)
+        await self._db.fetchall(
+            "INSERT INTO server_budgets (guild_id, monthly_images, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET monthly_images = excluded.monthly_images, "
+            "updated_at = excluded.updated_at",
+            (guild_id, monthly_images, self._clock.now()),
+        )
+
+    async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
+        """Extra images for the user's current period (whatever period applies when
+        they are used: a grant counts in the window containing the moment it was made)."""
+        if images < 1:
+            raise ValidationFailed(["a grant must be at least 1 image"])
+        await self._db.fetchall(
+            "INSERT INTO grants (guild_id, user_id, images, granted_by, granted_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (guild_id, user_id, images, granted_by, self._clock.now()),
+        )
+
+    async def block(self, guild_id: str, user_id: str, reason: str | None = None) -> None:
+        await self._db.fetchall(
+            "INSERT INTO blocks (guild_id, user_id, reason, blocked_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason",
+            (guild_id, user_id, reason, self._clock.now()),
+        )
+
+    async def unblock(self, guild_id: str, user_id: str) -> None:
+        await self._db.fetchall(
+            "DELETE FROM blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+
+    async def server_report(self, guild_id: str) -> ServerReport:
+        """Images charged (delivered) this calendar month, per user, with their cost.
+        Images of jobs still in flight are not in it until they are delivered."""
+        month = period_window(Period.MONTH, self._clock.now())
+        rows = await self._db.fetchall(
+            "SELECT user_id, SUM(charged) AS images FROM usage_daily "
+            "WHERE guild_id = ? AND day >= ? AND day < ? "
+            "GROUP BY user_id HAVING SUM(charged) > 0 ORDER BY images DESC, user_id",
+            (guild_id, month.start, month.end),
+        )
+        budget = await self._db.fetchone(
+            "SELECT monthly_images FROM server_budgets WHERE guild_id = ?", (guild_id,)
+        )
+        users = [
+            UsageRow(
+                user_id=row["user_id"], images=row["images"], cost_usd=self._cost(row["images"])
+            )
+            for row in rows
+        ]
+        total = sum(user.images for user in users)
+        return ServerReport(
+            guild_id=guild_id,
+            period_start=month.start,
+            images=total,
+            cost_usd=self._cost(total),
+            budget=budget[0] if budget else None,
+            users=users,
+        )
+
+    async def guild_config(self, guild_id: str) -> GuildConfig:
+        row = await self._db.fetchone(
+            "SELECT config FROM guild_config WHERE guild_id = ?", (guild_id,)
+        )
+        if row is None:
+            return GuildConfig(guild_id=guild_id)
+        return GuildConfig.model_validate_json(row[0])
+
+    async def set_guild_config(self, config: GuildConfig) -> None:
+        await self._db.fetchall(
+            "INSERT INTO guild_config (guild_id, config, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET config = excluded.config, "
+            "updated_at = excluded.updated_at",
+            (config.guild_id, config.model_dump_json(), self._clock.now()),
+        )
+
+    async def _set_limit(
+        self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
+    ) -> None:
+        _check_count("a limit", limit)
+        await self._db.fetchall(
+            "INSERT INTO quota_limits (guild_id, scope, subject_id, images_limit, period, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (guild_id, scope, subject_id) DO UPDATE SET "
+            "images_limit = excluded.images_limit, period = excluded.period, "
+            "updated_at = excluded.updated_at",
+            (
+                guild_id,
+                scope,
+                subject_id,
+                limit,
+                Period(period).value if period else None,
+                self._clock.now(),
+            ),
+        )
+
+    async def _clear_limit(self, guild_id: str, scope: str, subject_id: str) -> None:
+        await self._db.fetchall(
+            "DELETE FROM quota_limits WHERE guild_id = ? AND scope = ? AND subject_id = ?",
+            (guild_id, scope, subject_id),
+        )
+
+    def _cost(self, images: int) -> float:
+        return round(images * self._price, 4)
+
+
+def _check_count(what: str, value: int) -> None:
+    if value < 0:
+        raise ValidationFailed([f"{what} cannot be negative (got {value})"])

@@ -1,0 +1,346 @@
+"""The job engine end to end on a real SQLite store, the fake clock and a scripted
+provider: delivery, money, every failure class, deadline, cancel, fairness, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.core.clock import FakeClock
+from bot.core.engine import DELIVERED_MARKER, JobEngine
+from bot.core.errors import NotAllowed, NotFound, ProviderError, SubmitUncertain
+from bot.core.models import ErrorKind, FailureCategory, JobState, ProviderFailure
+from storage.db import Database
+from tests.engine_doubles import (
+    RecordingPort,
+    TrackedStore,
+    Script,
+    ScriptedProvider,
+    advance_until,
+    eventually,
+    ledger,
+    make_engine,
+    make_store,
+    request,
+    requester,
+    run_until_final,
+)
+
+
+@pytest.fixture
+def store(db: Database, clock: FakeClock) -> TrackedStore:
+    return make_store(db, clock)
+
+
+@pytest.fixture
+def provider(clock: FakeClock) -> ScriptedProvider:
+    return ScriptedProvider(clock, Script(duration=30.0))
+
+
+@pytest.fixture
+def port() -> RecordingPort:
+    return RecordingPort()
+
+
+@pytest.fixture
+async def engine(
+    store: TrackedStore, provider: ScriptedProvider, clock: FakeClock, port: RecordingPort
+) -> AsyncIterator[JobEngine]:
+    engine = make_engine(store, provider, clock, port)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+# --- the whole flow ------------------------------------------------------------------
+
+
+async def test_whole_flow_delivers_and_charges_what_was_delivered(
+    engine: JobEngine, store: TrackedStore, port: RecordingPort, db: Database, clock: FakeClock
+) -> None:
+    job = await engine.submit(requester(), request(count=2), delivery={"channel": "c1"})
+    assert job.state is JobState.QUEUED and job.reserved == 2
+    final = await run_until_final(clock, store, job.id)
+    assert final.state is JobState.DONE
+    assert final.delivered == 2
+    assert final.delivery["channel"] == "c1"  # the front end's data is kept
+    assert final.delivery["message_id"] == f"msg-{job.id}"
+    assert final.delivery[DELIVERED_MARKER] == 2
+    [(_, images, notes)] = port.delivered(job.id)
+    assert [image.index for image in images] == [0, 1] and notes == []
+    assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
+
+    updates = port.updates_for(job.id)
+    assert updates[0][0].state in (JobState.QUEUED, JobState.SUBMITTING)  # the first, at once
+    assert updates[-1][0].state is JobState.DELIVERING  # the last before the results
+    assert any(u.state is JobState.RUNNING and u.progress for u, _ in updates)
+    gaps = [b - a for (_, a), (_, b) in zip(updates, updates[1:-1], strict=False)]
+    assert all(gap >= engine.config.progress_interval - 1e-9 for gap in gaps[1:])
+
+
+async def test_partial_success_charges_k_of_n_and_says_so(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.script = Script(duration=20.0, results=2)
+    job = await engine.submit(requester(), request(count=4))
+    final = await run_until_final(clock, store, job.id)
+
+    assert final.state is JobState.DONE and final.delivered == 2
+    [(_, images, notes)] = port.delivered(job.id)
+    assert len(images) == 2
+    assert notes == ["2 of 4 images failed; you were not charged for them."]
+    assert await ledger(db, job.id) == {"reserve": 4, "charge": 2, "refund": 2}
+
+
+async def test_a_result_that_cannot_be_downloaded_is_not_charged(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    job = await engine.submit(requester(), request(count=3))
+    await advance_until(clock, store, lambda: bool(provider.tasks))
+    [task_id] = provider.tasks
+    provider.broken_urls.add(provider.result_url(task_id, 1))
+    final = await run_until_final(clock, store, job.id)
+
+    assert final.delivered == 2
+    [(_, images, notes)] = port.delivered(job.id)
+    assert [image.index for image in images] == [0, 2]
+    assert notes == ["1 of 3 images failed; you were not charged for them."]
+    assert await ledger(db, job.id) == {"reserve": 3, "charge": 2, "refund": 1}
+
+
+# --- failures tell the true cause, and refund ------------------------------------------
+
+
+async def _failed_with(
+    engine: JobEngine,
+    store: TrackedStore,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+    count: int = 2,
+) -> tuple[str, ErrorKind, str]:
+    job = await engine.submit(requester(), request(count=count))
+    final = await run_until_final(clock, store, job.id)
+    assert final.state is JobState.FAILED
+    assert final.delivered == 0
+    assert await ledger(db, job.id) == {"reserve": count, "charge": 0, "refund": count}
+    await quiesce_port(port, job.id)
+    [error] = port.failed(job.id)
+    assert error.kind is final.error_kind and error.job_id == job.id
+    assert port.delivered(job.id) == []
+    return job.id, error.kind, error.message
+
+
+async def quiesce_port(port: RecordingPort, job_id: str) -> None:
+    await eventually(lambda: bool(port.failed(job_id)), what="the failure message")
+
+
+async def test_refused_prompt_is_the_users_to_fix(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.script = Script(
+        duration=10.0,
+        failure=ProviderFailure(
+            code="content_policy_violation",
+            message="prompt flagged",
+            category=FailureCategory.USER,
+        ),
+    )
+    alerts: list[str] = []
+
+    async def alert(text: str) -> None:
+        alerts.append(text)
+
+    engine.on_admin_alert = alert
+    _, kind, message = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.USER_INPUT
+    assert "prompt flagged" in message and "change the prompt or image" in message
+    assert alerts == []
+    assert provider.submit_calls == 1  # the user's fault is never retried
+
+
+async def test_billing_trouble_blames_the_bot_and_alerts_admins_once(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alerts: list[str] = []
+
+    async def alert(text: str) -> None:
+        alerts.append(text)
+
+    engine.on_admin_alert = alert
+    for _ in range(2):
+        provider.submit_errors.append(
+            ProviderError(FailureCategory.CONFIG, "insufficient_quota", "no balance", status=402)
+        )
+    with caplog.at_level(logging.ERROR, logger="bot.core.engine"):
+        for _ in range(2):
+            _, kind, message = await _failed_with(engine, store, port, db, clock)
+            assert kind is ErrorKind.PROVIDER_CONFIG
+            assert "unavailable (billing/key); admins have been told" in message
+            assert "prompt" not in message
+    await eventually(lambda: len(alerts) == 1, what="the admin alert")
+    assert "insufficient_quota" in alerts[0]
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+    # The provider works again: the next outage is a new one, worth a new alert.
+    job = await engine.submit(requester(), request())
+    assert (await run_until_final(clock, store, job.id)).state is JobState.DONE
+    provider.submit_errors.append(ProviderError(FailureCategory.CONFIG, "unauthorized", status=401))
+    await _failed_with(engine, store, port, db, clock)
+    await eventually(lambda: len(alerts) == 2, what="a second alert")
+
+
+async def test_transient_submit_errors_are_retried_then_reported_as_an_outage(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.submit_errors.append(ProviderError(FailureCategory.TRANSIENT, "http_503", status=503))
+    job = await engine.submit(requester(), request())
+    assert (await run_until_final(clock, store, job.id)).state is JobState.DONE
+    assert provider.submit_calls == 2  # refused once (never sent), then accepted
+
+    provider.submit_calls = 0
+    for _ in range(5):
+        provider.submit_errors.append(
+            ProviderError(FailureCategory.TRANSIENT, "http_502", status=502)
+        )
+    _, kind, message = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.PROVIDER_OUTAGE and "try again later" in message
+    assert provider.submit_calls == engine.config.submit_attempts
+
+
+async def test_failing_status_queries_end_as_an_outage(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    for _ in range(20):
+        provider.status_errors.append(ProviderError(FailureCategory.TRANSIENT, "timeout"))
+    _, kind, _ = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.PROVIDER_OUTAGE
+    assert len(provider.status_calls) == engine.config.status_error_limit
+
+
+async def test_submit_uncertain_fails_with_a_refund_and_is_never_resent(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.submit_errors.append(SubmitUncertain("timed out after sending"))
+    job_id, kind, message = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.PROVIDER_OUTAGE
+    assert "not sent again" in message and "not charged" in message
+    assert provider.submit_calls == 1
+    job = await store.get(job_id)
+    assert job is not None and job.error_code == "submit_uncertain"
+
+
+async def test_a_transient_task_failure_gets_one_fresh_task(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    clock: FakeClock,
+) -> None:
+    provider.script = Script(
+        duration=15.0,
+        failure=ProviderFailure(code="service_error", category=FailureCategory.TRANSIENT),
+    )
+    job = await engine.submit(requester(), request())
+    await advance_until(clock, store, lambda: provider.submit_calls == 2)
+    provider.script = Script(duration=15.0)
+    for task in provider.tasks.values():
+        task.script = provider.script if task.id == "task-2" else task.script
+    final = await run_until_final(clock, store, job.id)
+    assert final.state is JobState.DONE and final.task_id == "task-2"
+    assert len(port.delivered(job.id)) == 1
+
+
+async def test_the_deadline_fails_refunds_and_cancels_at_the_provider(
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.script = Script(duration=5000.0)
+    engine = make_engine(store, provider, clock, port, deadline_seconds=120.0)
+    await engine.start()
+    try:
+        job_id, kind, message = await _failed_with(engine, store, port, db, clock)
+        assert kind is ErrorKind.TIMEOUT and "2 minutes" in message
+        assert clock.monotonic() == pytest.approx(120.0, abs=0.01)
+        await eventually(lambda: provider.cancelled == ["task-1"], what="the provider cancel")
+    finally:
+        await engine.close()
+
+
+async def test_an_unexpected_exception_is_internal_and_logged_with_the_job_id(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider.status_errors.append(KeyError("a bug in an adapter"))
+    job_id, kind, message = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.INTERNAL and job_id in message
+    assert any(job_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_posting_that_keeps_failing_refunds_everything(
+    engine: JobEngine,
+    store: TrackedStore,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    port.deliver_errors = 99
+    _, kind, _ = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.INTERNAL
+    assert len(port.deliver_started) == engine.config.deliver_attempts
+
+
+async def test_posting_that_fails_once_is_retried(
+    engine: JobEngine, store: TrackedStore, port: RecordingPort, db: Database, clock: FakeClock
+) -> None:
+    port.deliver_errors = 1
+    job = await engine.submit(requester(), request(count=2))
+    final = await run_until_final(clock, store, job.id)
+    assert final.state is JobState.DONE and len(port.delivered(job.id)) == 1
+    assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
