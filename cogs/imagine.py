@@ -103,8 +103,8 @@ def build_imagine_command(cog: Imagine, caps: Capabilities) -> app_commands.Comm
         "aspect": "Shape of the image (default 1:1)",
         "count": f"How many images (1-{caps.max_count}, default 1)",
         **{
-            name: f"An input image (JPEG, PNG, BMP or WebP, at least 384 px){' to combine' if i else ''}"
-            for i, name in enumerate(image_names)
+            name: f"Input image {i} (JPEG, PNG, BMP or WebP; 384 px or more)"
+            for i, name in enumerate(image_names, start=1)
         },
     }
     command = app_commands.describe(**descriptions)(command)

@@ -222,9 +222,7 @@ class ScriptedProvider:
         if task is None:
             return TaskStatus(
                 state=TaskState.FAILED,
-                failure=ProviderFailure(
-                    code="task_not_found", category=FailureCategory.TRANSIENT
-                ),
+                failure=ProviderFailure(code="task_not_found", category=FailureCategory.TRANSIENT),
             )
         task.status_times.append(now)
         if task.cancelled:

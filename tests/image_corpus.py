@@ -402,7 +402,9 @@ class FakeFetcher:
         self.failures: dict[str, Exception] = {}
         self.calls: list[tuple[str, int | None]] = []
 
-    async def fetch(self, url: str, *, max_bytes: int | None = None) -> FakeDownloaded:
+    async def fetch(
+        self, url: str, *, max_bytes: int | None = None, any_type: bool = False
+    ) -> FakeDownloaded:
         self.calls.append((url, max_bytes))
         if url in self.failures:
             raise self.failures[url]

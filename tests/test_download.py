@@ -220,3 +220,15 @@ def test_sniff_image_type() -> None:
     assert sniff_image_type(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
     assert sniff_image_type(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
     assert sniff_image_type(b"%PDF-1.7") is None
+
+
+async def test_any_type_leaves_the_format_to_validation(
+    session: aiohttp.ClientSession, files: FakeFileServer
+) -> None:
+    # Input images may be GIF or TIFF: validation converts them, so the download must pass.
+    gif = files.add("in.gif", b"GIF89a" + b"\0" * 20, content_type="image/gif")
+    got = await SafeDownloader(session, ["127.0.0.1"]).fetch(gif, any_type=True)
+    assert got.content_type == "image/gif"
+    html = files.add("page.png", b"<html></html>", content_type="image/png")
+    page = await SafeDownloader(session, ["127.0.0.1"]).fetch(html, any_type=True)
+    assert page.content_type == "application/octet-stream"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -201,3 +202,35 @@ async def test_works_with_the_real_safe_downloader(session: aiohttp.ClientSessio
     [problem] = caught.value.problems
     assert problem.startswith("image 2 could not be downloaded: ")
     assert "404" in problem
+
+
+class FailingHost(FakeHost):
+    """Fails the first upload; a second one must not be left running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+        self.started = asyncio.Event()
+
+    async def host(self, data: bytes, content_type: str, filename: str) -> str:
+        if filename.startswith("first"):
+            await self.started.wait()
+            raise OSError("upload service down")
+        self.started.set()
+        try:
+            await asyncio.Event().wait()  # hangs until cancelled
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return "never"
+
+
+async def test_a_failing_upload_propagates_and_cancels_the_others() -> None:
+    host = FailingHost()
+    sources = [
+        ImageSource.from_bytes(case("png").data(), "first.png"),
+        ImageSource.from_bytes(case("png").data(), "second.png"),
+    ]
+    with pytest.raises(OSError, match="upload service down"):  # the bot's fault, not the user's
+        await prepare_images(sources, CAPS, normalize=True, fetch=FakeFetcher(), host=host)
+    assert host.cancelled == 1

@@ -77,7 +77,7 @@ class ShellView:
             self._info.flush()
             self._bar_width = 0
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         self._end_bar()
         self._info.write(text + "\n")
         self._info.flush()
@@ -92,21 +92,21 @@ class ShellView:
             self._info.flush()
             self._bar_width = max(self._bar_width, len(line))
         elif self._throttle.should_print(job.id, update):
-            self._say(f"{job.id}: {progress_words(update)}")
+            self.say(f"{job.id}: {progress_words(update)}")
 
     def saved(self, job: Job, paths: list[Path], notes: list[str]) -> None:
         self._end_bar()
         if job.id not in self._tracked:
-            self._say(f"an earlier job {job.id} finished: " + ", ".join(map(str, paths)))
+            self.say(f"an earlier job {job.id} finished: " + ", ".join(map(str, paths)))
             return
         for note in notes:
-            self._say(f"note: {note}")
+            self.say(f"note: {note}")
         for path in paths:
             self._results.write(f"{path}\n")
         self._results.flush()
 
     def failed(self, job: Job, error: UserError) -> None:
         if job.id not in self._tracked:
-            self._say(f"an earlier job {job.id} failed: {error.message}")
+            self.say(f"an earlier job {job.id} failed: {error.message}")
             return
-        self._say(failure_text(error))
+        self.say(failure_text(error))

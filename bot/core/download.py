@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 from bot.core.http import BodyTooLarge, call_timeout, read_capped
+from bot.core.validation.sniff import detect_format
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -38,23 +39,24 @@ EXTENSIONS = {
 
 def sniff_image_type(data: bytes) -> str | None:
     """The image type from the first bytes, or None when it is not a known image."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data.startswith(b"BM") and len(data) >= 26:
-        return "image/bmp"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    return None
+    return _MIME.get(detect_format(data) or "")
+
+
+_MIME = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+}
 
 
 @dataclass(frozen=True)
 class Downloaded:
     data: bytes
-    content_type: str  # from the magic bytes, one of SUPPORTED_IMAGE_TYPES
+    # From the magic bytes: one of SUPPORTED_IMAGE_TYPES (any sniffed type with any_type).
+    content_type: str
     url: str  # the URL finally fetched (after redirects)
 
 
@@ -127,18 +129,23 @@ class SafeDownloader:
             return True
         return not _is_ip(name) and any(name.endswith(suffix) for suffix in self._suffixes)
 
-    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Downloaded:
-        """Download an image. Raises DownloadError with a reason a user understands."""
+    async def fetch(
+        self, url: str, *, max_bytes: int | None = None, any_type: bool = False
+    ) -> Downloaded:
+        """Download an image. Raises DownloadError with a reason a user understands.
+
+        `any_type` skips the provider-format check, for input images that validation
+        inspects (and may convert) itself."""
         limit = max_bytes if max_bytes is not None else self.max_bytes
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._fetch(url, limit)
+                return await self._fetch(url, limit, any_type)
         except TimeoutError:
             raise DownloadError(
                 "the download took too long", code="timeout", transient=True
             ) from None
 
-    async def _fetch(self, url: str, limit: int) -> Downloaded:
+    async def _fetch(self, url: str, limit: int, any_type: bool) -> Downloaded:
         current = self._parse(url)
         for _ in range(self._max_redirects + 1):
             address = await self._checked_address(current)
@@ -166,7 +173,8 @@ class SafeDownloader:
                     code="network",
                     transient=True,
                 ) from None
-            return Downloaded(data=data, content_type=_image_type(data), url=str(current))
+            kind = (sniff_image_type(data) or "application/octet-stream") if any_type else None
+            return Downloaded(data=data, content_type=kind or _image_type(data), url=str(current))
         raise DownloadError("the link redirects too many times", code="too_many_redirects")
 
     def _redirect_target(self, current: URL, response: aiohttp.ClientResponse) -> URL:
@@ -238,9 +246,11 @@ def _status_error(status: int) -> DownloadError:
 
 def _image_type(data: bytes) -> str:
     kind = sniff_image_type(data)
-    if kind == "image/gif":
+    if kind is not None and kind not in SUPPORTED_IMAGE_TYPES:
+        name = kind.removeprefix("image/").upper()
         raise DownloadError(
-            "GIF images are not supported (use PNG, JPEG, WEBP or BMP)", code="unsupported_image"
+            f"{name} images are not supported (use PNG, JPEG, WEBP or BMP)",
+            code="unsupported_image",
         )
     if kind is None:
         raise DownloadError(

@@ -140,7 +140,9 @@ class DiscordDelivery:
         self._problems: dict[str, UserError] = {}  # why posting failed, by job id
 
     # ----------------------------------------------------------- tokens
-    def remember_interaction(self, status_message_id: int, interaction: discord.Interaction) -> None:
+    def remember_interaction(
+        self, status_message_id: int, interaction: discord.Interaction
+    ) -> None:
         """Status edits for this message may use the interaction's token while it lives."""
         now = self._clock.now()
         for key in [k for k, t in self._tokens.items() if t.usable_until <= now]:
@@ -200,7 +202,9 @@ class DiscordDelivery:
             self._finished.popitem(last=False)
 
     # --------------------------------------------------------- port: deliver
-    async def deliver(self, job: Job, images: list[ResultImage], notes: list[str]) -> dict[str, Any]:
+    async def deliver(
+        self, job: Job, images: list[ResultImage], notes: list[str]
+    ) -> dict[str, Any]:
         self._mark_finished(job.id)
         target = Target.from_job(job)
         try:
@@ -307,7 +311,7 @@ class DiscordDelivery:
                 )
             except discord.HTTPException as exc:
                 # The server's real limit is lower than we were told: halve and retry.
-                if exc.status != 413 and exc.code != UPLOAD_TOO_LARGE or attempt == 2:
+                if (exc.status != 413 and exc.code != UPLOAD_TOO_LARGE) or attempt == 2:
                     raise
                 limit = max(256 * 1024, min(limit, max(len(i.data) for i in fitted)) // 2)
                 log.info("job %s: upload too large, retrying under %d bytes", job.id, limit)

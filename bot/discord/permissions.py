@@ -18,8 +18,10 @@ def missing_for_job(
     post a status message, create the results thread, upload images with embeds."""
     needed: list[tuple[bool, str]] = [
         (perms.view_channel, "View Channel"),
-        (perms.send_messages_in_threads if in_thread else perms.send_messages,
-         "Send Messages in Threads" if in_thread else "Send Messages"),
+        (
+            perms.send_messages_in_threads if in_thread else perms.send_messages,
+            "Send Messages in Threads" if in_thread else "Send Messages",
+        ),
         (perms.attach_files, "Attach Files"),
         (perms.embed_links, "Embed Links"),
     ]

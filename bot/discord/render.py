@@ -91,7 +91,9 @@ def status_embed(
     return embed
 
 
-def result_embeds(job: Job, images: Sequence[ResultImage], notes: Sequence[str]) -> list[discord.Embed]:
+def result_embeds(
+    job: Job, images: Sequence[ResultImage], notes: Sequence[str]
+) -> list[discord.Embed]:
     """One embed per image, sharing a URL so clients show them as one gallery."""
     gallery_url = f"https://wanbot.invalid/jobs/{job.id}"
     embeds = []
@@ -127,7 +129,9 @@ def failure_text(error: UserError) -> str:
     code = f" (`{error.code}`)" if error.code else ""
     ref = f" Job `{error.job_id}`." if error.job_id else ""
     if error.kind is ErrorKind.USER_INPUT:
-        return f"Your prompt or image could not be used: {error.message}{code}. Nothing was charged."
+        return (
+            f"Your prompt or image could not be used: {error.message}{code}. Nothing was charged."
+        )
     if error.kind is ErrorKind.QUOTA:
         return f"{error.message}{code}"
     if error.kind is ErrorKind.PROVIDER_CONFIG:
@@ -149,7 +153,9 @@ def failure_text(error: UserError) -> str:
 
 
 def failure_embed(request: GenerationRequest, error: UserError) -> discord.Embed:
-    title = _STATE_LABELS[JobState.CANCELLED if error.kind is ErrorKind.CANCELLED else JobState.FAILED]
+    title = _STATE_LABELS[
+        JobState.CANCELLED if error.kind is ErrorKind.CANCELLED else JobState.FAILED
+    ]
     embed = discord.Embed(title=title, description=failure_text(error), colour=RED)
     embed.add_field(name="Prompt", value=clip(request.prompt, 1000), inline=False)
     if error.job_id:

@@ -19,15 +19,19 @@ from bot.discord.respond import answer
 log = logging.getLogger(__name__)
 
 
+def _permission_name(flag: str) -> str:
+    return flag.replace("_", " ").replace("guild", "server").title()
+
+
 def user_message(error: BaseException) -> str | None:
     """The text for an error the user can act on, None for a bug."""
     if isinstance(error, WanbotError):
         return error.message
     if isinstance(error, app_commands.MissingPermissions):
-        names = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
+        names = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"You need the **{names}** permission to use this command."
     if isinstance(error, app_commands.BotMissingPermissions):
-        names = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        names = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"I'm missing the **{names}** permission here; ask a server admin to grant it."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server."
@@ -54,9 +58,7 @@ class WanTree(app_commands.CommandTree[discord.Client]):
         if text is None:
             error_id = str(interaction.extras.get("job_id") or secrets.token_hex(4))
             name = interaction.command.qualified_name if interaction.command else "component"
-            log.error(
-                "unexpected error in %s (error id %s)", name, error_id, exc_info=error
-            )
+            log.error("unexpected error in %s (error id %s)", name, error_id, exc_info=error)
             text = (
                 f"Sorry, something went wrong on our side. If it keeps happening, give "
                 f"a server admin this error id: `{error_id}`."

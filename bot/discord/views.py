@@ -111,5 +111,7 @@ class PromptModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self._on_prompt(interaction, self.prompt.value)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def on_error(  # type: ignore[override]  # discord.py: Modal drops `item`
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
         await _bot(interaction).report_error(interaction, error)

@@ -55,7 +55,7 @@ class PollPolicy:
     confident_error: float = 1.0  # an estimate this sharp (s) is aimed at directly
     tail_margin: float = 0.1  # poll this long after the confident finish estimate
     tail_interval: float = 1.0  # first step once the expected finish has passed
-    blind_interval: float = 5.0  # longest step inside the expected window
+    blind_interval: float = 4.0  # longest step inside the expected window
     max_interval: float = 30.0  # longest wait between two polls, whatever the estimate
     callback_interval: float = 30.0  # safety-net polling when callbacks are on
     default_duration: float = 30.0  # prior when nothing is known
@@ -115,6 +115,7 @@ class PollPlan:
         "_misses",
         "_rate",
         "_rate_samples",
+        "_seen",
         "started",
     )
 
@@ -126,6 +127,7 @@ class PollPlan:
         self._anchor: tuple[float, float] | None = None  # (time, progress) of the last change
         self._rate: float | None = None  # progress percent per second
         self._rate_samples = 0
+        self._seen: set[int] = set()  # progress values reported so far
         self._last_poll: float | None = None
         self._misses = 0
 
@@ -167,10 +169,12 @@ class PollPlan:
         self._last_poll = now
         progress = status.progress
         if progress is not None and progress > 0:
-            # Reports truncate, so the truth is in [p, p + 1): use the middle.
-            mid = min(float(progress), 99.5) + 0.5
+            self._seen.add(progress)
+            step = self._step()
+            # Reports truncate to `step`, so the truth is in [p, p + step): use the middle.
+            mid = min(progress + step / 2, 99.9)
             anchor = self._anchor
-            if anchor is not None and mid <= anchor[1]:
+            if anchor is not None and progress <= anchor[1]:
                 return  # no movement since the last change: keep the estimate
             if anchor is None:
                 # Rate since the submit: biased low if the task waited before it
@@ -179,23 +183,32 @@ class PollPlan:
                 finish = now + (100.0 - mid) / rate
                 error = (1 - policy.single_sample_step) * (finish - now)
             else:
-                rate = (mid - anchor[1]) / max(now - anchor[0], 1e-6)
+                rate = (progress - anchor[1]) / max(now - anchor[0], 1e-6)
                 finish = now + (100.0 - mid) / rate
-                if self._rate is None or self._rate_samples < 2:
+                if self._rate_samples < 1:
                     error = policy.first_rate_error * (finish - now)
                 else:
                     error = abs(finish - self._finish)  # a stable rate is trusted
                 self._rate_samples += 1
-            self._anchor = (now, mid)
+            self._anchor = (now, progress)
             self._rate = rate
             self._finish = finish
-            self._error = max(error, 0.5 / rate)
+            self._error = max(error, step / 2 / rate)
             self._evidence = True
         elif status.eta_seconds is not None and status.eta_seconds >= 0:
             old = self._finish
             self._finish = now + status.eta_seconds
             self._error = max(abs(self._finish - old), 0.2 * status.eta_seconds, 0.5)
             self._evidence = True
+
+    def _step(self) -> int:
+        """The provider's progress granularity: 1, or 5/10/20/25 when every value seen
+        so far (at least two) is a multiple of it."""
+        if len(self._seen) >= 2:
+            for step in (25, 20, 10, 5):
+                if all(value % step == 0 for value in self._seen):
+                    return step
+        return 1
 
     def next_poll(self, now: float, policy: PollPolicy, *, callbacks: bool = False) -> float:
         """Monotonic time of the next status query."""
@@ -206,10 +219,14 @@ class PollPlan:
             return max(earliest, now + policy.callback_interval)
         low = self._finish - self._error
         if self._last_poll is not None and now > self._finish + self._error:
-            # The estimate passed without a result: step up from tail_interval.
+            # The estimate passed without a result. A sharp one was nearly right: step
+            # up from tail_interval; a vague one says little: keep the blind step.
             self._misses += 1
-            step = min(policy.tail_interval * 1.5 ** (self._misses - 1), policy.blind_interval)
-            target = now + step
+            if self._error <= policy.confident_error:
+                step = policy.tail_interval * 1.5 ** (self._misses - 1)
+            else:
+                step = policy.blind_interval
+            target = now + min(step, policy.blind_interval)
         elif self._error <= policy.confident_error:
             target = self._finish + self._error + policy.tail_margin
         elif low > earliest:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.core.errors import ValidationFailed
 from bot.core.models import Capabilities, ImageRef
@@ -20,6 +20,7 @@ from bot.core.validation.pipeline import check_image
 from bot.core.validation.sniff import InvalidImage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Fetched(Protocol):
@@ -33,7 +34,9 @@ class Fetcher(Protocol):
     """Downloads a URL (bot.core.download.SafeDownloader fits). Any exception it raises is
     shown to the user as the reason the download failed, so it should read well."""
 
-    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Fetched: ...
+    async def fetch(
+        self, url: str, *, max_bytes: int | None = None, any_type: bool = False
+    ) -> Fetched: ...
 
 
 @dataclass(frozen=True)
@@ -92,28 +95,37 @@ async def prepare_images(
     """
     metas = [source.metadata(index) for index, source in enumerate(sources, start=1)]
     check_metadata(metas, caps, normalize)
-    results = await asyncio.gather(
-        *(
-            _check_one(source, meta, normalize=normalize, fetch=fetch, executor=executor)
-            for source, meta in zip(sources, metas, strict=True)
-        )
+    results = await _all(
+        _check_one(source, meta, normalize=normalize, fetch=fetch, executor=executor)
+        for source, meta in zip(sources, metas, strict=True)
     )
     problems = [problem for result in results if isinstance(result, list) for problem in result]
     if problems:
         raise ValidationFailed(problems)
     checked = [result for result in results if isinstance(result, CheckedImage)]
-    refs = await asyncio.gather(
-        *(
-            _ref(source, meta, image, host)
-            for source, meta, image in zip(sources, metas, checked, strict=True)
-        )
+    refs = await _all(
+        _ref(source, meta, image, host)
+        for source, meta, image in zip(sources, metas, checked, strict=True)
     )
     notes = [
         f"{meta.label}: {'; '.join(image.notes)}"
         for meta, image in zip(metas, checked, strict=True)
         if image.notes
     ]
-    return PreparedImages(refs=list(refs), notes=notes)
+    return PreparedImages(refs=refs, notes=notes)
+
+
+async def _all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel (and wait for) the rest, then re-raise
+    that failure as it is, so no task outlives the call."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _check_one(
@@ -129,7 +141,7 @@ async def _check_one(
     if data is None:
         assert source.url is not None
         try:
-            fetched = await fetch.fetch(source.url, max_bytes=byte_limit(normalize))
+            fetched = await fetch.fetch(source.url, max_bytes=byte_limit(normalize), any_type=True)
         except Exception as exc:  # the fetcher's reason is the message; never crash on it
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             log.info("input image %d download failed: %s", meta.index, reason)

@@ -53,6 +53,8 @@ T = TypeVar("T")
 JSON_TYPE = "application/json"  # exactly: discord.py parses JSON only with this header
 API_PREFIX = "/api/v10"
 MESSAGE_CONTENT_INTENT = 1 << 15
+GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19  # application flag: the portal switch is on
+DISALLOWED_INTENTS = 4014
 
 # Interaction types and callback types (Discord API docs).
 APPLICATION_COMMAND = 2
@@ -185,8 +187,8 @@ class FakeDiscord:
         # Real Discord also measures the 3 s window in real time; tests that
         # inject a clock may turn this off to isolate the injected clock.
         self.enforce_real_time_window = enforce_real_time_window
-        # The portal switch: without it, IDENTIFY asking for MESSAGE_CONTENT is refused
-        # in real Discord (4014); here content is simply stripped.
+        # The portal switch: without it, an IDENTIFY asking for MESSAGE_CONTENT is closed
+        # with 4014, and other people's message content arrives empty.
         self.message_content_allowed = message_content_allowed
         self._ids = Snowflakes()
         self.application_id = self._ids.next()
@@ -206,6 +208,7 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.identifies: list[dict[str, Any]] = []
         self.errors: list[Exception] = []  # exceptions inside the fake's handlers
+        self.in_flight = 0  # REST requests being answered
         self.commands: dict[str | None, list[dict[str, Any]]] = {}
         self._command_ids: dict[str, str] = {}
         self._nonces: dict[tuple[str, str], str] = {}
@@ -276,7 +279,9 @@ class FakeDiscord:
         r.add_get(api + "/channels/{channel}", self._get_channel)
         r.add_post(api + "/channels/{channel}/messages", self._post_message)
         r.add_route("*", api + "/channels/{channel}/messages/{message}", self._channel_message)
-        r.add_post(api + "/channels/{channel}/messages/{message}/threads", self._thread_from_message)
+        r.add_post(
+            api + "/channels/{channel}/messages/{message}/threads", self._thread_from_message
+        )
         r.add_post(api + "/channels/{channel}/threads", self._thread_without_message)
         r.add_post(api + "/channels/{channel}/typing", self._typing)
         r.add_get(api + "/guilds/{guild}/members/{user}", self._get_member)
@@ -303,6 +308,16 @@ class FakeDiscord:
         )
         request["upload"] = upload
         self.requests.append(rec)
+        self.in_flight += 1
+        try:
+            return await self._answer(request, handler, rec)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Any], rec: RecordedRequest
+    ) -> web.StreamResponse:
+        path = rec.path
         scripted = self._take_failure(request.method, path)
         if scripted is not None:
             response = self._scripted_response(scripted)
@@ -315,8 +330,10 @@ class FakeDiscord:
                 self.errors.append(exc)
                 response = error_response(ApiError(400, 0, f"fake Discord bug: {exc!r}"))
         rec.status = response.status
-        if isinstance(response, web.Response) and response.body and JSON_TYPE in (
-            response.content_type or ""
+        if (
+            isinstance(response, web.Response)
+            and response.body
+            and JSON_TYPE in (response.content_type or "")
         ):
             rec.response = json.loads(response.body)  # type: ignore[arg-type]
         await self._notify()
@@ -385,7 +402,9 @@ class FakeDiscord:
     async def wait_request(
         self, method: str, pattern: str, *, timeout: float = 5.0, after: int = 0
     ) -> RecordedRequest:
-        return await self.wait_for(lambda r: r.matches(method, pattern), timeout=timeout, after=after)
+        return await self.wait_for(
+            lambda r: r.matches(method, pattern), timeout=timeout, after=after
+        )
 
     def find_requests(self, method: str, pattern: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.matches(method, pattern)]
@@ -440,9 +459,7 @@ class FakeDiscord:
         return json_response({"message": failure.message, "code": failure.code}, failure.status)
 
     # ---------------------------------------------------------- world state
-    def add_user(
-        self, name: str, *, admin: bool = False, role_ids: Sequence[str] = ()
-    ) -> FakeUser:
+    def add_user(self, name: str, *, admin: bool = False, role_ids: Sequence[str] = ()) -> FakeUser:
         user = FakeUser(id=self._ids.next(), username=name, admin=admin, role_ids=list(role_ids))
         self.users[user.id] = user
         return user
@@ -465,7 +482,9 @@ class FakeDiscord:
 
     async def add_thread(self, parent: FakeChannel, name: str, owner: FakeUser) -> FakeChannel:
         thread = self._new_thread(self._ids.next(), parent, name, owner)
-        await self._dispatch_all("THREAD_CREATE", {**self._channel_payload(thread), "newly_created": True})
+        await self._dispatch_all(
+            "THREAD_CREATE", {**self._channel_payload(thread), "newly_created": True}
+        )
         return thread
 
     async def set_bot_deny(self, channel: FakeChannel, deny: int) -> None:
@@ -706,9 +725,7 @@ class FakeDiscord:
             return {"name": name, "type": 10, "value": value}
         return {"name": name, "type": 3, "value": str(value)}
 
-    async def message_command(
-        self, name: str, user: FakeUser, message_id: str
-    ) -> FakeInteraction:
+    async def message_command(self, name: str, user: FakeUser, message_id: str) -> FakeInteraction:
         """A user picks `name` in a message's Apps menu (resolved message included,
         whatever the MESSAGE_CONTENT intent)."""
         message = self.messages[message_id]
@@ -751,7 +768,9 @@ class FakeDiscord:
             self._interaction(MODAL_SUBMIT, user, channel or self.general, data)
         )
 
-    async def wait_callback(self, interaction: FakeInteraction, timeout: float = 5.0) -> dict[str, Any]:
+    async def wait_callback(
+        self, interaction: FakeInteraction, timeout: float = 5.0
+    ) -> dict[str, Any]:
         return await self.wait_until(lambda: interaction.callback, timeout=timeout)
 
     # ----------------------------------------------------------- payloads
@@ -912,7 +931,7 @@ class FakeDiscord:
                 "bot_require_code_grant": False,
                 "owner": self.owner.payload(),
                 "verify_key": "0" * 64,
-                "flags": 0,
+                "flags": GATEWAY_MESSAGE_CONTENT_LIMITED if self.message_content_allowed else 0,
                 "team": None,
                 "summary": "",
             }
@@ -1023,7 +1042,9 @@ class FakeDiscord:
         return json_response(answer)
 
     async def _followup(self, request: web.Request) -> web.Response:
-        interaction = self._interaction_by_token(request.match_info["app"], request.match_info["token"])
+        interaction = self._interaction_by_token(
+            request.match_info["app"], request.match_info["token"]
+        )
         if interaction.callback is None:
             raise ApiError(404, 10015, "Unknown Webhook")
         upload: _Upload = request["upload"]
@@ -1042,7 +1063,9 @@ class FakeDiscord:
         return web.Response(status=204)
 
     async def _webhook_message(self, request: web.Request) -> web.StreamResponse:
-        interaction = self._interaction_by_token(request.match_info["app"], request.match_info["token"])
+        interaction = self._interaction_by_token(
+            request.match_info["app"], request.match_info["token"]
+        )
         message_id = request.match_info["message"]
         if message_id == "@original":
             message_id = interaction.original_message_id or ""
@@ -1304,6 +1327,9 @@ class FakeDiscord:
 
     async def _identify(self, conn: _Connection, data: dict[str, Any]) -> None:
         self.identifies.append(data)
+        if int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT and not self.message_content_allowed:
+            await conn.ws.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
+            return
         ready = {
             "v": 10,
             "user": {**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0},

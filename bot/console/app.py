@@ -1,0 +1,155 @@
+"""`wanbot console`: a local chat in the terminal running the whole pipeline.
+
+The same engine, quotas and storage as the Discord bot; results are saved as
+files. It is what `make run` starts when no Discord token is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from bot.console.delivery import ConsoleDelivery
+from bot.console.session import PLATFORM, ConsoleSession, CoreParts
+from bot.console.stdin import LineReader
+from bot.console.views import ChatView
+from bot.console.waiting import Stopped, unless_stopped
+from bot.lifecycle import run_until_stopped
+from bot.settings import ProviderName, Settings
+
+log = logging.getLogger(__name__)
+
+_HOW_TO_CONFIGURE = """\
+  - Discord: put your bot token in .env as DISCORD_TOKEN=... (see .env.example), then `make run`.
+  - Real images: set APIXO_API_KEY, EVOLINK_API_KEY or DASHSCOPE_API_KEY in .env.
+  - `wanbot doctor` checks the whole setup and says what to fix."""
+
+
+def no_terminal_text() -> str:
+    return (
+        "wanbot: no DISCORD_TOKEN is set, so `wanbot run` would start the local console,\n"
+        "but there is no terminal to type into (standard input is closed or empty).\n"
+        "  - Try it locally: run `make run` or `wanbot console` in a terminal, or\n"
+        '    `wanbot generate "a lighthouse at dusk"` for one image from a script.\n'
+        f"{_HOW_TO_CONFIGURE}\n"
+    )
+
+
+def banner(settings: Settings) -> str:
+    provider = settings.effective_provider()
+    lines = ["wanbot console: Wan 2.5 images in your terminal"]
+    if provider is ProviderName.MOCK:
+        lines.append(
+            "  MOCK MODE: no provider key is set, so images are placeholders drawn locally "
+            "(free, offline)."
+        )
+    else:
+        lines.append(f"  Provider: {provider.value} (real images, billed to that account).")
+    lines.append(f"  Images are saved in {settings.output_dir}/ as <job id>_<n>.png.")
+    lines.append("  Type a prompt, or /help for commands, /quit to leave. Try:")
+    lines.append("    /imagine a lighthouse at dusk --aspect 16:9 -n 2")
+    lines.append("  To go further:")
+    lines.append(_HOW_TO_CONFIGURE)
+    return "\n".join(lines) + "\n"
+
+
+def make_emit(out: TextIO, reader: LineReader, interactive: bool) -> Callable[[str], None]:
+    def emit(text: str) -> None:
+        if interactive and reader.waiting:
+            # A job reported while the prompt is shown: print above a fresh prompt.
+            out.write(f"\r\x1b[K{text}\n{reader.prompt}")
+        else:
+            out.write(text + "\n")
+        out.flush()
+
+    return emit
+
+
+async def serve_console(settings: Settings, stop: asyncio.Event, stdin: TextIO, out: TextIO) -> int:
+    interactive = stdin.isatty()
+    reader = LineReader(stdin, out if interactive else None)
+    first: str | Stopped | None = None
+    if not interactive:
+        # A script on stdin runs; an empty or closed stdin means nobody is there.
+        first = await unless_stopped(stop, reader.readline())
+        if first is None:
+            out.write(no_terminal_text())
+            out.flush()
+            return 0
+        if isinstance(first, Stopped):
+            return 0
+    out.write(banner(settings))
+    out.flush()
+    emit = make_emit(out, reader, interactive)
+
+    from bot.runtime import Runtime  # heavy: only once there is someone to talk to
+
+    rt = Runtime(settings)
+    delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
+    rt.engine.register_delivery(PLATFORM, delivery)
+    try:
+        await rt.start()
+        session = ConsoleSession(
+            CoreParts(
+                engine=rt.engine,
+                quotas=rt.quotas,
+                jobs=rt.jobs,
+                provider=rt.provider,
+                downloader=rt.downloader,
+                clock=rt.clock,
+            ),
+            delivery,
+            emit,
+        )
+        line = first if isinstance(first, str) else await unless_stopped(stop, reader.readline())
+        while True:
+            if isinstance(line, Stopped) or stop.is_set():
+                _leave(session, emit, "Stopping.")
+                return 0
+            if line is None:  # the end of a script: let its jobs finish first
+                await _finish_script(session, emit, stop)
+                return 0
+            if not await session.handle_line(line):
+                _leave(session, emit, "Bye.")
+                return 0
+            line = await unless_stopped(stop, reader.readline())
+    finally:
+        await rt.close()
+
+
+async def _finish_script(
+    session: ConsoleSession, emit: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    waiting = session.unfinished()
+    if not waiting:
+        return
+    emit(f"Waiting for {len(waiting)} job(s) to finish (Ctrl-C stops).")
+    if isinstance(await unless_stopped(stop, session.wait_all()), Stopped):
+        _leave(session, emit, "Stopping.")
+
+
+def _leave(session: ConsoleSession, emit: Callable[[str], None], word: str) -> None:
+    waiting = session.unfinished()
+    if waiting:
+        emit(
+            f"{word} {len(waiting)} job(s) still running: they are saved and finish "
+            "the next time wanbot starts."
+        )
+    else:
+        emit(word)
+
+
+def run_console(settings: Settings) -> int:
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        sys.stdout.write(no_terminal_text())
+        return 0
+    if settings.log_level == "INFO":
+        # A chat is no place for routine logs; warnings and errors still show.
+        logging.getLogger().setLevel(logging.WARNING)
+    return asyncio.run(
+        run_until_stopped(lambda stop: serve_console(settings, stop, stdin, sys.stdout))
+    )

@@ -1,0 +1,184 @@
+"""Stop the engine mid-flight in every state, start a new one on the same database:
+every job ends exactly once, delivered at most once, charged exactly what was delivered."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.core.clock import FakeClock
+from bot.core.engine import DELIVERED_MARKER, JobEngine
+from bot.core.models import ErrorKind, Job, JobState
+from storage.db import Database
+from tests.engine_doubles import (
+    RecordingPort,
+    Script,
+    ScriptedProvider,
+    TrackedStore,
+    advance_until,
+    eventually,
+    ledger,
+    make_engine,
+    make_store,
+    quiesce,
+    request,
+    requester,
+    run_until_final,
+)
+
+
+async def _state(store: TrackedStore, job_id: str) -> JobState:
+    job = await store.get(job_id)
+    assert job is not None
+    return job.state
+
+
+async def _restart(
+    old: JobEngine, store: TrackedStore, provider: ScriptedProvider, clock: FakeClock
+) -> tuple[JobEngine, RecordingPort]:
+    """Stop `old` as a crash would (tasks cancelled wherever they are) and start a new
+    engine with a fresh front end on the same database and provider account."""
+    await old.close()
+    port = RecordingPort()
+    engine = make_engine(store, provider, clock, port, provider_concurrency=1)
+    await engine.start()
+    return engine, port
+
+
+async def _money_matches(db: Database, job: Job, delivered: int) -> None:
+    assert job.delivered == delivered
+    assert await ledger(db, job.id) == {
+        "reserve": job.reserved,
+        "charge": delivered,
+        "refund": job.reserved - delivered,
+    }
+
+
+async def test_queued_and_running_jobs_resume(db: Database, clock: FakeClock) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=40.0))
+    first_port = RecordingPort()
+    first = make_engine(store, provider, clock, first_port, provider_concurrency=1)
+    await first.start()
+    running = await first.submit(requester("a"), request(count=2))
+    queued = await first.submit(requester("b"), request(count=1))
+    await advance_until(clock, store, lambda: len(provider.status_calls) >= 1)
+    assert await _state(store, running.id) is JobState.RUNNING
+    assert await _state(store, queued.id) is JobState.QUEUED
+
+    engine, port = await _restart(first, store, provider, clock)
+    try:
+        assert engine.queue_position(queued.id) == 1
+        done_running = await run_until_final(clock, store, running.id)
+        done_queued = await run_until_final(clock, store, queued.id)
+        assert done_running.state is done_queued.state is JobState.DONE
+        assert done_running.task_id == "task-1"  # resumed, not resubmitted
+        assert provider.submit_calls == 2
+        assert len(port.delivered(running.id)) == len(port.delivered(queued.id)) == 1
+        assert first_port.deliveries == []
+        await _money_matches(db, done_running, 2)
+        await _money_matches(db, done_queued, 1)
+    finally:
+        await engine.close()
+
+
+async def test_a_job_caught_submitting_fails_with_a_refund_and_is_not_resent(
+    db: Database, clock: FakeClock
+) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock)
+    provider.submit_gate = asyncio.Event()  # the submit never returns: the bot dies here
+    first = make_engine(store, provider, clock, RecordingPort())
+    await first.start()
+    job = await first.submit(requester(), request(count=3))
+    await eventually(lambda: provider.submit_calls == 1, what="the submit")
+    await quiesce(store)
+    assert await _state(store, job.id) is JobState.SUBMITTING
+
+    provider.submit_gate = None
+    engine, port = await _restart(first, store, provider, clock)
+    try:
+        final = await run_until_final(clock, store, job.id)
+        assert final.state is JobState.FAILED and final.error_code == "submit_interrupted"
+        assert final.error_kind is ErrorKind.PROVIDER_OUTAGE
+        await eventually(lambda: bool(port.failed(job.id)), what="the failure message")
+        assert "not sent again" in port.failed(job.id)[0].message
+        assert provider.submit_calls == 1
+        await _money_matches(db, final, 0)
+    finally:
+        await engine.close()
+
+
+async def test_a_job_caught_delivering_is_delivered_once(db: Database, clock: FakeClock) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=25.0))
+    first_port = RecordingPort()
+    first_port.deliver_gate = asyncio.Event()  # posting hangs: the bot dies here
+    first = make_engine(store, provider, clock, first_port)
+    await first.start()
+    job = await first.submit(requester(), request(count=2))
+    await advance_until(clock, store, lambda: bool(first_port.deliver_started))
+    assert await _state(store, job.id) is JobState.DELIVERING
+
+    engine, port = await _restart(first, store, provider, clock)
+    try:
+        final = await run_until_final(clock, store, job.id)
+        assert final.state is JobState.DONE
+        assert first_port.deliveries == [] and len(port.delivered(job.id)) == 1
+        assert provider.submit_calls == 1
+        await _money_matches(db, final, 2)
+    finally:
+        await engine.close()
+
+
+async def test_a_recorded_delivery_is_settled_without_posting_again(
+    db: Database, clock: FakeClock
+) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=25.0, results=1))
+    first_port = RecordingPort()
+    first_port.deliver_gate = asyncio.Event()
+    first = make_engine(store, provider, clock, first_port)
+    await first.start()
+    job = await first.submit(requester(), request(count=2))
+    await advance_until(clock, store, lambda: bool(first_port.deliver_started))
+    await first.close()
+    # The front end had posted (1 image) and recorded it when the bot died.
+    stored = await store.get(job.id)
+    assert stored is not None and stored.state is JobState.DELIVERING
+    await store.update(job.id, delivery={**stored.delivery, DELIVERED_MARKER: 1})
+
+    engine, port = await _restart(first, store, provider, clock)
+    try:
+        final = await run_until_final(clock, store, job.id)
+        assert final.state is JobState.DONE
+        assert port.deliver_started == [] and port.failures == []
+        await _money_matches(db, final, 1)
+    finally:
+        await engine.close()
+
+
+async def test_a_second_start_and_a_second_settle_change_nothing(
+    db: Database, clock: FakeClock
+) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=20.0))
+    port = RecordingPort()
+    engine = make_engine(store, provider, clock, port)
+    await engine.start()
+    try:
+        job = await engine.submit(requester(), request(count=2))
+        final = await run_until_final(clock, store, job.id)
+        await engine.start()  # idempotent: no second recovery
+        again = await store.finish(job.id, JobState.DONE, delivered=2)
+        assert again.state is JobState.DONE
+        assert len(port.delivered(job.id)) == 1
+        await _money_matches(db, final, 2)
+    finally:
+        await engine.close()
+
+    later, later_port = await _restart(engine, store, provider, clock)
+    try:
+        await quiesce(store)
+        assert later.active_count == 0 and later_port.updates == []
+    finally:
+        await later.close()
