@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 # Anything shaped like a bearer credential is masked even if a library logs it.
 _BEARER = re.compile(r"(Bearer\s+|Bot\s+)[A-Za-z0-9._\-]{8,}")
+# Discord interaction tokens ("interaction:" in base64, then the secret) let anyone answer
+# as the bot for 15 minutes; discord.py logs them at DEBUG (gateway events, webhook URLs).
+_INTERACTION_TOKEN = re.compile(r"(aW50ZXJhY3Rpb246)[A-Za-z0-9_\-]+")
 
 
 class RedactingFilter(logging.Filter):
@@ -23,6 +26,7 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
+        text = _INTERACTION_TOKEN.sub(r"\1***", text)
         return _BEARER.sub(r"\1***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

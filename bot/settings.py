@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     provider_status_rps: float = Field(default=5.0, gt=0)
     max_running_jobs_per_user: int = Field(default=2, ge=1)
     max_queued_jobs_per_user: int = Field(default=5, ge=0)
+    # At most one progress message edit per job this often (first and last always sent).
+    progress_update_seconds: float = Field(default=3.0, gt=0)
 
     # Quota defaults for servers that set nothing (images per period)
     default_user_limit: int = Field(default=25, ge=0)

@@ -17,7 +17,7 @@ from bot.core.errors import ValidationFailed, WanbotError
 from bot.core.validation import ImageSource, check_metadata, check_options
 from bot.discord import render
 from bot.discord.bot import WanBot
-from bot.discord.jobs import JobOrigin, message_image_sources
+from bot.discord.jobs import JobOrigin, instant_checks, message_image_sources
 from bot.discord.respond import defer
 from bot.discord.views import PromptModal
 
@@ -76,7 +76,7 @@ class Edit(commands.Cog):
         try:
             await self._edit_by_reply(message)
         except WanbotError as exc:
-            await self._reply(message, exc.message)
+            await self._reply(message, render.user_error_text(exc))
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("edit by reply failed (error id %s)", error_id)
@@ -102,12 +102,10 @@ class Edit(commands.Cog):
             )
             raise ValidationFailed([f"I found no image in the message you replied to{hint}"])
         prompt = _MENTION.sub("", message.content).strip()
-        options = check_options(prompt, None, None, 1, len(sources), caps)
         origin = JobOrigin.from_message(message)
         config = await self.bot.configs.get(str(origin.guild.id))
-        check_metadata(
-            [s.metadata(i) for i, s in enumerate(sources, 1)], caps, config.normalize_images
-        )
+        sources = sources[: caps.max_input_images]
+        options = instant_checks(prompt, None, None, 1, sources, caps, config.normalize_images)
         self.bot.starter.precheck(origin, config)
         await self.bot.starter.start(origin, options, sources)
 

@@ -16,9 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.models import Capabilities
-from bot.core.validation import check_metadata, check_options
 from bot.discord.bot import WanBot
-from bot.discord.jobs import JobOrigin, attachment_source
+from bot.discord.jobs import JobOrigin, attachment_source, instant_checks
 from bot.discord.respond import defer
 
 IMAGE_PARAMS = ("image1", "image2", "image3")
@@ -46,12 +45,11 @@ class Imagine(commands.Cog):
     ) -> None:
         caps = self.bot.rt.provider.capabilities
         attachments = [a for a in images if a is not None]
-        options = check_options(prompt, negative, aspect, count, len(attachments), caps)
         sources = [attachment_source(a, i) for i, a in enumerate(attachments, start=1)]
         origin = JobOrigin.from_interaction(interaction)
         config = self.bot.configs.peek(str(origin.guild.id))
         normalize = config.normalize_images if config is not None else True
-        check_metadata([s.metadata(i) for i, s in enumerate(sources, 1)], caps, normalize)
+        options = instant_checks(prompt, negative, aspect, count, sources, caps, normalize)
         self.bot.starter.precheck(origin, config)
         await defer(interaction)
         await self.bot.starter.start(origin, options, sources)

@@ -1,15 +1,17 @@
 """Jobs and their quota ledger in SQLite (implements `bot.core.ports.JobStore`).
 
 The schema (migration 0002) ties money to job rows: inserting a job reserves its
-images and a job's move to a final state settles them, in the same statement.
-So every state change here is a single UPDATE ... RETURNING: atomic on its own,
-one hop to SQLite's thread, and no path to a final state can skip the settle.
+images and a job's move to a final state settles them (charge what was delivered,
+refund the rest), by trigger, in the same statement. So no path to a final state
+can skip the settle, and every change here is one `Database.atomic()` unit: one
+hop to SQLite's thread, committed together with the units that arrived with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
@@ -66,8 +68,9 @@ class SqliteJobStore:
             scope_id=scope,
             admitted_at=now,
         )
-        async with self._db.transaction() as conn:
-            facts = await read_facts(
+
+        def reserve(conn: sqlite3.Connection) -> None:
+            facts = read_facts(
                 conn,
                 scope=scope,
                 user_id=requester.user_id,
@@ -81,9 +84,13 @@ class SqliteJobStore:
             if denied is not None:
                 raise denied
             try:
-                await conn.execute(_INSERT_JOB, params)
-            except aiosqlite.IntegrityError as exc:
-                raise ValueError(f"job {job.id} already exists") from exc
+                conn.execute(_INSERT_JOB, params)
+            except sqlite3.IntegrityError as exc:
+                if "jobs.id" in str(exc):
+                    raise ValueError(f"job {job.id} already exists") from exc
+                raise
+
+        await self._db.atomic(reserve)
         return admitted
 
     async def get(self, job_id: str) -> Job | None:
@@ -112,15 +119,15 @@ class SqliteJobStore:
         values["state"] = new_state.value
         placeholders = ", ".join(f":expected{i}" for i in range(len(states)))
         extra = {f"expected{i}": state.value for i, state in enumerate(states)}
-        rows = await self._update(job_id, values, f"state IN ({placeholders})", extra)
-        return _job(rows[0]) if rows else None
+        row, _ = await self._update(job_id, values, f"state IN ({placeholders})", extra)
+        return _job(row) if row else None
 
     async def update(self, job_id: str, **fields: Any) -> Job:
         """Set fields without changing the state. Raises NotFound."""
-        rows = await self._update(job_id, _encode_fields(fields))
-        if not rows:
+        row, _ = await self._update(job_id, _encode_fields(fields))
+        if row is None:
             raise NotFound(f"job {job_id} not found", code="job_not_found")
-        return _job(rows[0])
+        return _job(row)
 
     async def finish(
         self, job_id: str, new_state: JobState, *, delivered: int, **fields: Any
@@ -132,22 +139,20 @@ class SqliteJobStore:
         values = _encode_fields(fields)
         values.setdefault("finished_at", self._clock.now())
         values.update(state=new_state.value, delivered=delivered)
-        rows = await self._update(job_id, values, _NOT_FINAL)
-        if rows:
-            job = _job(rows[0])
-            if job.delivered != delivered:
-                log.warning(
-                    "job %s reports %d delivered of %d reserved; charged %d",
-                    job_id,
-                    delivered,
-                    job.reserved,
-                    job.delivered,
-                )
-            return job
-        existing = await self.get(job_id)
-        if existing is None:
+        # When the job is already final (or missing), read it in the same unit.
+        row, changed = await self._update(job_id, values, _NOT_FINAL, otherwise_read=True)
+        if row is None:
             raise NotFound(f"job {job_id} not found", code="job_not_found")
-        return existing
+        job = _job(row)
+        if changed and job.delivered != delivered:
+            log.warning(
+                "job %s reports %d delivered of %d reserved; charged %d",
+                job_id,
+                delivered,
+                job.reserved,
+                job.delivered,
+            )
+        return job
 
     async def active_jobs(self) -> list[Job]:
         rows = await self._db.fetchall(
@@ -169,7 +174,11 @@ class SqliteJobStore:
         values: dict[str, Any],
         condition: str = "1",
         extra: Mapping[str, Any] | None = None,
-    ) -> list[aiosqlite.Row]:
+        *,
+        otherwise_read: bool = False,
+    ) -> tuple[aiosqlite.Row | None, bool]:
+        """UPDATE ... RETURNING: (the updated job, True), or if `condition` did not hold
+        (None, False), or with `otherwise_read` (the job as it is, False)."""
         values["updated_at"] = self._clock.now()
         assignments = ", ".join(
             # Never charge more than was reserved, nor a negative count.
@@ -178,12 +187,23 @@ class SqliteJobStore:
             else f"{name} = :{name}"
             for name in values
         )
-        params = {**values, **(extra or {}), "id": job_id}
-        return await self._db.fetchall(
+        sql = (
             f"UPDATE jobs SET {assignments} WHERE id = :id AND ({condition}) "
-            f"RETURNING {', '.join(_JOB_COLUMNS)}",
-            params,
+            f"RETURNING {', '.join(_JOB_COLUMNS)}"
         )
+        params = {**values, **(extra or {}), "id": job_id}
+
+        def run(conn: sqlite3.Connection) -> tuple[aiosqlite.Row | None, bool]:
+            # fetchall: a DML statement with RETURNING must run to completion.
+            rows: list[aiosqlite.Row] = conn.execute(sql, params).fetchall()
+            if rows:
+                return rows[0], True
+            row: aiosqlite.Row | None = None
+            if otherwise_read:
+                row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            return row, False
+
+        return await self._db.atomic(run)
 
 
 @cache

@@ -1,11 +1,13 @@
-"""Reads everything a quota decision needs in one SELECT (one hop to SQLite)."""
+"""Reads everything a quota decision needs in one SELECT.
+
+Synchronous: it runs inside `Database.atomic()` units, on the connection's thread.
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
-
-import aiosqlite
 
 from bot.core.models import Period
 from bot.core.quota import LimitRule, QuotaFacts, period_window
@@ -52,8 +54,8 @@ SELECT
 """
 
 
-async def read_facts(
-    conn: aiosqlite.Connection,
+def read_facts(
+    conn: sqlite3.Connection,
     *,
     scope: str,
     user_id: str,
@@ -80,8 +82,7 @@ async def read_facts(
         "lo": min(w.start for w in windows),
         "hi": max(w.end for w in windows),
     }
-    rows = list(await conn.execute_fetchall(_FACTS_SQL, params))
-    row = rows[0]
+    row = conn.execute(_FACTS_SQL, params).fetchone()
     running, queued = json.loads(row["jobs"])
     user_limit: LimitRule | None = None
     server_default: LimitRule | None = None

@@ -6,6 +6,7 @@ reads usage. A user's job history is `JobStore.user_jobs`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from bot.core.clock import Clock
@@ -43,29 +44,28 @@ class SqliteQuotaAdmin:
         self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
     ) -> UsageReport:
         now = self._clock.now()
-        # One transaction, so `used` and `in_flight` agree with each other.
-        async with self._db.transaction() as conn:
-            facts = await read_facts(
-                conn, scope=guild_id, user_id=user_id, role_ids=role_ids, now=now
-            )
+
+        # One unit, so that `used` and `in_flight` agree with each other.
+        def read(conn: sqlite3.Connection) -> UsageReport:
+            facts = read_facts(conn, scope=guild_id, user_id=user_id, role_ids=role_ids, now=now)
             window = assess(facts, self._defaults, is_admin=is_admin, now=now).window
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT COALESCE(SUM(reserved), 0) FROM jobs "
-                    f"WHERE user_id = ? AND scope_id = ? AND state IN ({_ACTIVE}) "
-                    "AND admitted_at >= ? AND admitted_at < ?",
-                    (user_id, guild_id, window.start, window.end),
-                )
+            in_flight = conn.execute(
+                "SELECT COALESCE(SUM(reserved), 0) FROM jobs "
+                f"WHERE user_id = ? AND scope_id = ? AND state IN ({_ACTIVE}) "
+                "AND admitted_at >= ? AND admitted_at < ?",
+                (user_id, guild_id, window.start, window.end),
+            ).fetchone()[0]
+            return usage_report(
+                facts,
+                self._defaults,
+                guild_id=guild_id,
+                user_id=user_id,
+                is_admin=is_admin,
+                now=now,
+                in_flight=int(in_flight),
             )
-        return usage_report(
-            facts,
-            self._defaults,
-            guild_id=guild_id,
-            user_id=user_id,
-            is_admin=is_admin,
-            now=now,
-            in_flight=int(rows[0][0]),
-        )
+
+        return await self._db.atomic(read)
 
     async def set_user_limit(
         self, guild_id: str, user_id: str, limit: int, period: Period | None = None

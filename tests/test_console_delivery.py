@@ -81,10 +81,10 @@ async def test_fail_resolves_waiter_and_names_the_true_cause(tmp_path: Path) -> 
     outcome = await delivery.wait(job.id)
     assert outcome.error == error and not outcome.ok
     assert lines == [f"[j1] {failure_text(error)}"]
-    assert "not your request" in lines[0] and "wanbot doctor" in lines[0]
-    assert "No images were charged" in lines[0]
+    assert lines[0].startswith("[j1] the provider account is out of credit.")
+    assert "You were not charged." in lines[0] and "`wanbot doctor`" in lines[0]
     user_fault = failure_text(UserError(kind=ErrorKind.USER_INPUT, message="prompt refused"))
-    assert user_fault.startswith("The request was refused") and "not your" not in user_fault
+    assert user_fault == "prompt refused."  # no operator hint: the user can fix it
 
 
 async def test_chat_progress_is_throttled(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ async def test_shell_view_plain_lines_without_a_terminal(tmp_path: Path) -> None
     assert info.getvalue().splitlines() == [
         "j1: queued (position 2)",
         "j1: generating 40%, ~12 s left",
-        "The job took too long: no result in 15 min. No images were charged.",
+        "no result in 15 min. You were not charged.",
     ]
     assert results.getvalue() == ""
 

@@ -1,17 +1,28 @@
-"""/imagine end to end: the real discord.py client, the fake Discord, the real engine,
-storage and the mock provider, on a fake clock."""
+"""/imagine end to end: the real discord.py client, the fake Discord, the real Runtime
+(engine, SQLite, quotas) and the mock provider, all on one fake clock."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.core.clock import FakeClock
-from bot.core.models import JobState
-from tests.fakes.discord import FakeDiscord
+from bot.core.models import (
+    FailureCategory,
+    GenerationRequest,
+    GuildConfig,
+    JobState,
+    ProviderFailure,
+)
+from tests.fakes.discord import ATTACH_FILES, CREATE_PUBLIC_THREADS, FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
+from tests.image_corpus import solid
+
+EPHEMERAL = 64
 
 
 @pytest.fixture
@@ -26,27 +37,281 @@ async def run(fake: FakeDiscord, clock: FakeClock, tmp_path: Path) -> AsyncItera
         yield running
 
 
-async def test_imagine_delivers_attachments_in_a_thread(run: Running, fake: FakeDiscord) -> None:
-    alice = fake.add_user("alice")
+@pytest.fixture
+def alice(fake: FakeDiscord) -> FakeUser:
+    return fake.add_user("alice")
+
+
+def title(message: dict[str, Any]) -> str:
+    return str(message["embeds"][0].get("title", "")) if message.get("embeds") else ""
+
+
+async def test_text_to_image_is_deferred_at_once_and_delivered_in_a_thread(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
     interaction = await fake.slash("imagine", alice, {"prompt": "a red fox in snow", "count": 2})
     await fake.wait_callback(interaction)
-    assert interaction.callback_type == 5  # deferred, public
+    assert interaction.callback_type == 5  # deferred (public "thinking") first
     assert interaction.ack_real_seconds is not None and interaction.ack_real_seconds < 3.0
-
-    def results() -> list[dict] | None:
-        found = [
-            m for m in fake.messages.values() if m["attachments"] and m["author"]["bot"]
-            and m.get("nonce", "").startswith("wb")
-        ]
-        return found or None
-
-    [message] = await run.drive(results)
+    [message] = await run.wait_results()
     job = await run.latest_job()
     assert len(message["attachments"]) == 2
-    assert message["channel_id"] == interaction.original_message_id  # thread on the status
-    thread = fake.channels[message["channel_id"]]
-    assert thread.is_thread and thread.parent_id == fake.general.id
+    assert all(a["filename"].startswith(f"wan_{job.id}_") for a in message["attachments"])
+    thread = fake.channels[message["channel_id"]]  # a thread started on the status message
+    assert thread.is_thread and thread.id == interaction.original_message_id
+    assert thread.parent_id == fake.general.id
     assert all(e["image"]["url"].startswith(fake.base_url) for e in message["embeds"])
-    ids = FakeDiscord.custom_ids(message)
-    assert f"wanbot:reroll:{job.id}" in ids and f"wanbot:edit:{job.id}:1" in ids
-    final = await run.drive(lambda: None)
+    assert message["content"] == f"<@{alice.id}>"
+    buttons = FakeDiscord.custom_ids(message)
+    assert f"wanbot:reroll:{job.id}" in buttons and f"wanbot:edit:{job.id}:1" in buttons
+    status = fake.messages[interaction.original_message_id]
+    await run.drive(lambda: title(status).startswith("✅"))
+    done = await run.job(job.id)
+    assert done.state is JobState.DONE and done.delivered == 2
+    assert done.delivery["thread_id"] == thread.id
+    assert done.delivery["result_message_ids"] == [message["id"]]
+    assert fake.errors == []
+
+
+async def test_a_command_in_a_thread_delivers_in_that_thread(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    thread = await fake.add_thread(fake.general, "ideas", alice)
+    await fake.wait_until(lambda: run.bot.get_channel(int(thread.id)))
+    await fake.slash("imagine", alice, {"prompt": "a lighthouse"}, channel=thread)
+    [message] = await run.wait_results()
+    assert message["channel_id"] == thread.id
+    assert len(fake.threads()) == 1  # no second thread
+
+
+async def test_image_to_image_downloads_repairs_and_hosts_the_input(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    good = fake.upload(solid((640, 480), "JPEG"), "photo.jpg")
+    odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")  # alpha: repaired
+    await fake.slash("imagine", alice, {"prompt": "combine them", "image1": good, "image2": odd})
+    await run.wait_results()
+    job = await run.latest_job()
+    urls = [ref.url for ref in job.request.images]
+    assert urls[0] == good.url  # accepted as it is: the provider fetches Discord's copy
+    hosted = [m for m in fake.messages_in(fake.general) if m["content"].startswith("Input image")]
+    assert [a["url"] for m in hosted for a in m["attachments"]] == [urls[1]]
+    assert fake.find_requests("GET", rf"/attachments/{fake.general.id}/{odd.id}/logo.png")
+
+
+async def test_bad_options_are_refused_at_once_and_privately(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    pdf = fake.upload(b"%PDF-1.4 not an image", "doc.pdf", "application/pdf")
+    interaction = await fake.slash(
+        "imagine", alice, {"prompt": "x", "aspect": "7:3", "image1": pdf}
+    )
+    await fake.wait_callback(interaction)
+    assert interaction.callback_type == 4  # answered, not deferred: no slow work happened
+    answer = interaction.answer(ephemeral=True)
+    assert answer is not None
+    assert "aspect ratio 7:3" in answer["content"] and "not an image" in answer["content"]
+    assert not fake.find_requests("GET", r"/attachments/.*")  # nothing downloaded
+    assert await run.rt.jobs.user_jobs("discord", alice.id) == []
+
+
+async def test_quota_denial_replaces_the_thinking_message_with_a_private_answer(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    settings = {"default_user_limit": 1}
+    async with running_bot(fake, tmp_path / "db.sqlite3", clock, settings=settings) as run:
+        await fake.slash("imagine", alice, {"prompt": "first"})
+        await run.wait_results()
+        second = await fake.slash("imagine", alice, {"prompt": "second"})
+        await run.drive(lambda: second.answer(ephemeral=True))
+        assert second.callback_type == 5
+        assert fake.find_requests("DELETE", r"/webhooks/\d+/.+/messages/@original")
+        assert "used 1 of 1 image" in second.text() and "/usage" in second.text()
+        jobs = await run.rt.jobs.user_jobs("discord", alice.id)
+        assert len(jobs) == 1  # the refused request left nothing behind
+
+
+async def test_outside_the_allowed_channels_is_refused_clearly(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    art = fake.add_channel("art")
+    await run.bot.configs.save(GuildConfig(guild_id=fake.guild_id, allowed_channel_ids=[art.id]))
+    interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
+    await fake.wait_callback(interaction)
+    assert interaction.callback_type == 4 and f"<#{art.id}>" in interaction.text()
+    await fake.slash("imagine", alice, {"prompt": "a cat"}, channel=art)
+    [message] = await run.wait_results()
+    assert fake.channels[message["channel_id"]].parent_id == art.id
+
+
+async def test_missing_bot_permissions_are_explained_before_anything_is_spent(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    locked = fake.add_channel("locked", bot_deny=ATTACH_FILES | CREATE_PUBLIC_THREADS)
+    await run.bot.configs.get(fake.guild_id)  # settings known: thread mode is checked too
+    interaction = await fake.slash("imagine", alice, {"prompt": "a cat"}, channel=locked)
+    await fake.wait_callback(interaction)
+    text = interaction.text()
+    assert interaction.callback_type == 4
+    assert "Attach Files" in text and "Create Public Threads" in text
+    assert await run.rt.jobs.user_jobs("discord", alice.id) == []
+
+
+async def test_losing_permission_before_posting_fails_the_job_with_the_reason(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
+    await fake.wait_callback(interaction)
+    job = await _job_once(run, fake, interaction)
+    await fake.set_bot_deny(fake.general, ATTACH_FILES)
+    status = fake.messages[interaction.original_message_id]
+    await run.drive(lambda: title(status).startswith("❌"))
+    failed = await run.job(job.id)
+    assert failed.state is JobState.FAILED and failed.delivered == 0
+    assert "permission" in status["embeds"][0]["description"]
+    assert run.result_messages() == []
+    report = await run.rt.quotas.usage(fake.guild_id, alice.id)
+    assert report.used == 0 and report.in_flight == 0  # refunded
+
+
+async def _job_once(run: Running, fake: FakeDiscord, interaction: Any) -> Any:
+    await fake.wait_until(lambda: interaction.original_message_id)
+    await fake.wait_until(
+        lambda: title(fake.messages[interaction.original_message_id]).startswith(("⏳", "📨"))
+    )
+    await run.settle()
+    return await run.latest_job()
+
+
+async def test_results_over_the_upload_limit_are_re_encoded_to_fit(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    fake.attachment_size_limit = 6000  # the mock's 512 px PNGs are ~10 kB
+    await fake.slash("imagine", alice, {"prompt": "a detailed city"})
+    [message] = await run.wait_results()
+    [attachment] = message["attachments"]
+    assert attachment["content_type"] == "image/jpeg" and attachment["size"] <= 6000
+    assert "re-encoded" in str(message["embeds"][0].get("fields"))
+    await run.finish()
+    assert (await run.latest_job()).delivered == 1
+
+
+async def test_inline_mode_replies_to_the_status_in_the_channel(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    await run.bot.configs.save(GuildConfig(guild_id=fake.guild_id, delivery_mode="inline"))
+    interaction = await fake.slash("imagine", alice, {"prompt": "a boat"})
+    [message] = await run.wait_results()
+    assert message["channel_id"] == fake.general.id and fake.threads() == []
+    assert message["message_reference"]["message_id"] == interaction.original_message_id
+
+
+async def test_a_result_after_the_token_expired_is_posted_through_the_channel(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    async with running_bot(fake, tmp_path / "db.sqlite3", clock, latency=20 * 60) as run:
+        interaction = await fake.slash("imagine", alice, {"prompt": "a slow painting"})
+        [message] = await run.wait_results()
+        assert fake.clock.monotonic() - interaction.dispatched_clock > 15 * 60
+        status = fake.messages[interaction.original_message_id]
+        await run.drive(lambda: title(status).startswith("✅"))
+        late = [r for r in fake.requests if r.clock_at - interaction.dispatched_clock > 15 * 60]
+        assert late and not any(r.path.startswith("/webhooks/") for r in late)
+        assert any(r.matches("PATCH", rf"/channels/\d+/messages/{status['id']}") for r in late)
+        assert not [r for r in fake.requests if r.status == 401]  # never tried a dead token
+        assert message["channel_id"] == interaction.original_message_id
+
+
+async def test_an_unexpected_error_gets_an_apology_with_an_error_id(
+    run: Running,
+    fake: FakeDiscord,
+    alice: FakeUser,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(run.rt.engine, "submit", broken)
+    with caplog.at_level(logging.ERROR, logger="bot.discord.tree"):
+        interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
+        await run.drive(lambda: interaction.answer(ephemeral=True))
+    text = interaction.text()
+    assert "something went wrong on our side" in text
+    error_id = text.split("`")[1]
+    assert any(error_id in r.getMessage() for r in caplog.records)
+    assert len(interaction.answers) >= 1 and interaction.answer(ephemeral=True) is not None
+
+
+async def test_an_interaction_that_expired_before_the_ack_leaves_nothing_behind(
+    run: Running,
+    fake: FakeDiscord,
+    alice: FakeUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.CALLBACK_WINDOW = -1.0  # every acknowledgement arrives too late
+    with caplog.at_level(logging.INFO, logger="bot.discord.respond"):
+        interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
+        await run.drive(lambda: any("expired" in r.getMessage() for r in caplog.records))
+    assert interaction.callback is None and interaction.answers == []
+    assert await run.rt.jobs.user_jobs("discord", alice.id) == []
+    assert fake.errors == []
+
+
+@pytest.mark.parametrize(
+    ("category", "code", "told"),
+    [
+        (FailureCategory.USER, "content_policy", "Your prompt or image could not be used"),
+        (FailureCategory.CONFIG, "insufficient_balance", "not your fault"),
+    ],
+)
+async def test_failures_tell_the_true_cause(
+    fake: FakeDiscord,
+    clock: FakeClock,
+    tmp_path: Path,
+    alice: FakeUser,
+    category: FailureCategory,
+    code: str,
+    told: str,
+) -> None:
+    def hook(request: GenerationRequest) -> ProviderFailure:
+        return ProviderFailure(code=code, message="refused", category=category)
+
+    async with running_bot(fake, tmp_path / "db.sqlite3", clock, failure_hook=hook) as run:
+        interaction = await fake.slash("imagine", alice, {"prompt": "something"})
+        await fake.wait_callback(interaction)
+        status = fake.messages[await fake.wait_until(lambda: interaction.original_message_id)]
+        await run.drive(lambda: title(status).startswith("❌"))
+        assert told in status["embeds"][0]["description"]
+        assert "Nothing was charged" in status["embeds"][0]["description"] or (
+            "nothing was charged" in status["embeds"][0]["description"]
+        )
+        await run.finish()
+        usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+        assert usage.used == 0
+
+
+async def test_discord_rate_limits_and_outages_while_posting_are_survived(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    fake.fail_next("POST", r"/channels/\d+/messages/\d+/threads", 429, retry_after=0.01)
+    fake.fail_next("POST", r"/channels/\d+/messages", 503, code=0, message="upstream")
+    await fake.slash("imagine", alice, {"prompt": "a storm"})
+    [message] = await run.wait_results()
+    await run.finish()
+    statuses = [r.status for r in fake.requests if r.method == "POST" and "/channels/" in r.path]
+    assert 429 in statuses and 503 in statuses
+    assert (await run.latest_job()).state is JobState.DONE
+    assert len(run.result_messages()) == 1 and message["attachments"]
+
+
+async def test_results_still_arrive_when_the_status_message_was_deleted(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    interaction = await fake.slash("imagine", alice, {"prompt": "a quiet lake"})
+    job = await _job_once(run, fake, interaction)
+    await fake.delete_message(interaction.original_message_id)
+    [message] = await run.wait_results(job.id)
+    assert message["channel_id"] == fake.general.id and fake.threads() == []
+    await run.finish()
+    assert (await run.job(job.id)).state is JobState.DONE

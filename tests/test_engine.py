@@ -13,7 +13,13 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.engine import DELIVERED_MARKER, JobEngine
-from bot.core.errors import NotAllowed, NotFound, ProviderError, SubmitUncertain
+from bot.core.errors import (
+    NotAllowed,
+    NotFound,
+    ProviderError,
+    SubmitUncertain,
+    ValidationFailed,
+)
 from bot.core.models import ErrorKind, FailureCategory, JobState, ProviderFailure
 from storage.db import Database
 from tests.engine_doubles import (
@@ -497,5 +503,47 @@ async def test_status_queries_respect_the_rate_and_back_off_on_429(
         # Nothing at all was asked during the 10 s the provider asked for.
         assert times[6] - times[5] >= 10.0 - 1e-9
         assert all(len(port.delivered(job.id)) == 1 for job in jobs)
+    finally:
+        await engine.close()
+
+
+async def test_a_request_the_adapter_refuses_is_the_users_to_fix(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    provider.submit_errors.append(ValidationFailed(["at most 2 input images"]))
+    _, kind, message = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.USER_INPUT and "at most 2 input images" in message
+
+
+async def test_a_user_never_has_more_than_their_running_limit_at_the_provider(
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    clock: FakeClock,
+) -> None:
+    provider.script = Script(duration=30.0)
+    engine = make_engine(
+        store, provider, clock, port, provider_concurrency=8, max_running_per_user=2
+    )
+    await engine.start()
+    try:
+        eve = [await engine.submit(requester("eve"), request()) for _ in range(4)]
+        bob = await engine.submit(requester("bob"), request())
+        await advance_until(clock, store, lambda: len(provider.tasks) == 3)
+        assert engine.queue_position(eve[2].id) == 1  # waits although slots are free
+        assert engine.queue_position(bob.id) is None  # bob is not held up by eve
+
+        started_at = {}
+        for job in [*eve, bob]:
+            final = await run_until_final(clock, store, job.id)
+            started_at[job.id] = provider.tasks[final.task_id or ""].started
+        # eve's third job started only when one of her first two had finished.
+        assert started_at[eve[2].id] >= min(started_at[eve[0].id], started_at[eve[1].id]) + 30
+        assert len(port.deliveries) == 5
     finally:
         await engine.close()

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import TextIO
 
 from bot.console.delivery import ConsoleDelivery
-from bot.console.session import PLATFORM, ConsoleSession, CoreParts
+from bot.console.runtime import RuntimeFactory, open_runtime, quiet_routine_logs
+from bot.console.session import ConsoleSession, CoreParts
 from bot.console.stdin import LineReader
 from bot.console.views import ChatView
 from bot.console.waiting import Stopped, unless_stopped
 from bot.lifecycle import run_until_stopped
+from bot.runtime import Runtime
 from bot.settings import ProviderName, Settings
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,8 @@ _HOW_TO_CONFIGURE = """\
 
 def no_terminal_text() -> str:
     return (
-        "wanbot: no DISCORD_TOKEN is set, so `wanbot run` would start the local console,\n"
-        "but there is no terminal to type into (standard input is closed or empty).\n"
+        "wanbot: the local console needs a terminal, but standard input is closed or empty.\n"
+        "(`make run` and `wanbot run` start the console when no DISCORD_TOKEN is set.)\n"
         "  - Try it locally: run `make run` or `wanbot console` in a terminal, or\n"
         '    `wanbot generate "a lighthouse at dusk"` for one image from a script.\n'
         f"{_HOW_TO_CONFIGURE}\n"
@@ -68,7 +70,13 @@ def make_emit(out: TextIO, reader: LineReader, interactive: bool) -> Callable[[s
     return emit
 
 
-async def serve_console(settings: Settings, stop: asyncio.Event, stdin: TextIO, out: TextIO) -> int:
+async def serve_console(
+    settings: Settings,
+    stop: asyncio.Event,
+    stdin: TextIO,
+    out: TextIO,
+    runtime_factory: RuntimeFactory = Runtime,
+) -> int:
     interactive = stdin.isatty()
     reader = LineReader(stdin, out if interactive else None)
     first: str | Stopped | None = None
@@ -85,13 +93,8 @@ async def serve_console(settings: Settings, stop: asyncio.Event, stdin: TextIO, 
     out.flush()
     emit = make_emit(out, reader, interactive)
 
-    from bot.runtime import Runtime  # heavy: only once there is someone to talk to
-
-    rt = Runtime(settings)
     delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
-    rt.engine.register_delivery(PLATFORM, delivery)
-    try:
-        await rt.start()
+    async with open_runtime(settings, delivery, runtime_factory) as rt:
         session = ConsoleSession(
             CoreParts(
                 engine=rt.engine,
@@ -107,32 +110,33 @@ async def serve_console(settings: Settings, stop: asyncio.Event, stdin: TextIO, 
         line = first if isinstance(first, str) else await unless_stopped(stop, reader.readline())
         while True:
             if isinstance(line, Stopped) or stop.is_set():
-                _leave(session, emit, "Stopping.")
+                await _leave(session, emit, "Stopping.")
+                return 0
+            if line is None and interactive:  # Ctrl-D: like /quit
+                await _leave(session, emit, "Bye.")
                 return 0
             if line is None:  # the end of a script: let its jobs finish first
                 await _finish_script(session, emit, stop)
                 return 0
             if not await session.handle_line(line):
-                _leave(session, emit, "Bye.")
+                await _leave(session, emit, "Bye.")
                 return 0
             line = await unless_stopped(stop, reader.readline())
-    finally:
-        await rt.close()
 
 
 async def _finish_script(
     session: ConsoleSession, emit: Callable[[str], None], stop: asyncio.Event
 ) -> None:
-    waiting = session.unfinished()
+    waiting = await session.unfinished()
     if not waiting:
         return
     emit(f"Waiting for {len(waiting)} job(s) to finish (Ctrl-C stops).")
     if isinstance(await unless_stopped(stop, session.wait_all()), Stopped):
-        _leave(session, emit, "Stopping.")
+        await _leave(session, emit, "Stopping.")
 
 
-def _leave(session: ConsoleSession, emit: Callable[[str], None], word: str) -> None:
-    waiting = session.unfinished()
+async def _leave(session: ConsoleSession, emit: Callable[[str], None], word: str) -> None:
+    waiting = await session.unfinished()
     if waiting:
         emit(
             f"{word} {len(waiting)} job(s) still running: they are saved and finish "
@@ -147,9 +151,7 @@ def run_console(settings: Settings) -> int:
     if stdin is None or stdin.closed:
         sys.stdout.write(no_terminal_text())
         return 0
-    if settings.log_level == "INFO":
-        # A chat is no place for routine logs; warnings and errors still show.
-        logging.getLogger().setLevel(logging.WARNING)
+    quiet_routine_logs(settings)
     return asyncio.run(
         run_until_stopped(lambda stop: serve_console(settings, stop, stdin, sys.stdout))
     )

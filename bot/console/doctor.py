@@ -17,9 +17,12 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from bot.core.clock import SystemClock
+from bot.core.download import SafeDownloader
 from bot.core.errors import ProviderError
 from bot.core.http import call_timeout, make_http_session
 from bot.core.ports import ImageProvider
+from bot.runtime import build_settings_provider
 from bot.settings import ProviderName, Settings
 from storage.db import Database, load_migrations
 
@@ -169,16 +172,16 @@ def _provider_fix(provider: ProviderName, exc: ProviderError) -> tuple[str, str]
     env = _KEY_ENV.get(provider, "the provider key")
     name = provider.value
     status = f"HTTP {exc.status}" if exc.status else exc.code
-    said = f" ({exc.message})" if exc.message else ""
+    said = f"; {name} said: {exc.message}" if exc.message else ""
     if exc.status == 401:
         return (
-            f"{name} refused {env} ({status}: the key is wrong, revoked or expired){said}",
+            f"{name} refused {env} ({status}: the key is wrong, revoked or expired{said})",
             f"copy a valid key from your {name} account into .env as {env}=... "
             "(no quotes or spaces around it)",
         )
     if exc.status == 402:
         return (
-            f"the {name} account has no balance left ({status}){said}",
+            f"the {name} account has no balance left ({status}{said})",
             f"top up your {name} account; jobs fail with a billing error until then",
         )
     if exc.status == 403:
@@ -189,11 +192,16 @@ def _provider_fix(provider: ProviderName, exc: ProviderError) -> tuple[str, str]
             else ""
         )
         return (
-            f"the {name} key may not use Wan 2.5 ({status}: access denied){said}",
+            f"the {name} key may not use Wan 2.5 ({status}: access denied{said})",
             f"enable Wan 2.5 image models for this key in your {name} account.{region}",
         )
+    if exc.status is None and exc.code == "connect_failed":
+        return (
+            f"could not reach {name} ({exc.message or exc.code})",
+            f"check your network and {_BASE_ENV.get(provider, 'the base URL')}",
+        )
     return (
-        f"the {name} balance call failed ({status}){said}",
+        f"the {name} balance call failed ({status}{said})",
         f"check {_BASE_ENV.get(provider, 'the base URL')} and the provider's status page; "
         "run `wanbot doctor` again later",
     )
@@ -355,9 +363,11 @@ async def doctor(settings: Settings, out: TextIO, build_provider: ProviderFactor
     return 0
 
 
-async def _build_provider(settings: Settings, session: aiohttp.ClientSession) -> ImageProvider:
-    raise NotImplementedError
+async def settings_provider(settings: Settings, session: aiohttp.ClientSession) -> ImageProvider:
+    """The provider exactly as the bot builds it (nothing else of the runtime is needed)."""
+    downloader = SafeDownloader(session, settings.download_allowed_hosts)
+    return build_settings_provider(settings, SystemClock(), session, downloader)
 
 
 def run_doctor(settings: Settings) -> int:
-    return asyncio.run(doctor(settings, sys.stdout, _build_provider))
+    return asyncio.run(doctor(settings, sys.stdout, settings_provider))

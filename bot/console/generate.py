@@ -19,12 +19,13 @@ from bot.console.commands import ImagineCommand
 from bot.console.delivery import ConsoleDelivery
 from bot.console.hosting import LocalImageHost
 from bot.console.inputs import prepare_request
-from bot.console.runtime import open_runtime, wait_settled
-from bot.console.session import LOCAL_REQUESTER, PLATFORM, SCOPE
+from bot.console.runtime import RuntimeFactory, open_runtime, quiet_routine_logs
+from bot.console.session import LOCAL_REQUESTER, SCOPE
 from bot.console.views import ShellView
-from bot.console.waiting import Stopped, unless_stopped
+from bot.console.waiting import Stopped, unless_stopped, wait_settled
 from bot.core.errors import QuotaDenied, ValidationFailed, WanbotError
 from bot.lifecycle import run_until_stopped
+from bot.runtime import Runtime
 from bot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -47,12 +48,13 @@ async def generate(
     stop: asyncio.Event,
     out: TextIO,
     err: TextIO,
+    runtime_factory: RuntimeFactory = Runtime,
 ) -> int:
     command = command_from_args(args)
     output_dir = Path(args.out) if args.out else settings.output_dir
     view = ShellView(out, err, tty=err.isatty())
     delivery = ConsoleDelivery(output_dir, view)
-    async with open_runtime(settings, delivery) as rt:
+    async with open_runtime(settings, delivery, runtime_factory) as rt:
         try:
             config = await rt.quotas.guild_config(SCOPE)
             prepared = await prepare_request(
@@ -89,6 +91,7 @@ async def generate(
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:
+    quiet_routine_logs(settings)
     return asyncio.run(
         run_until_stopped(lambda stop: generate(settings, args, stop, sys.stdout, sys.stderr))
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.engine.failures import NOT_CHARGED
 from bot.core.models import (
     ErrorKind,
     Job,
@@ -13,34 +14,25 @@ from bot.core.models import (
 )
 from bot.core.quota import format_duration
 
-# Who is at fault decides the wording: the user's request, the user's quota,
-# or the bot's own provider (never the user's fault).
-_FAILURE_LEAD = {
-    ErrorKind.USER_INPUT: "The request was refused",
-    ErrorKind.QUOTA: "Quota",
-    ErrorKind.PROVIDER_CONFIG: "The bot's image provider account has a problem (not your request)",
-    ErrorKind.PROVIDER_OUTAGE: "The image provider is failing right now (not your request)",
-    ErrorKind.TIMEOUT: "The job took too long",
-    ErrorKind.CANCELLED: "Cancelled",
-    ErrorKind.INTERNAL: "wanbot hit an internal error",
-}
-_FAILURE_HINT = {
-    ErrorKind.PROVIDER_CONFIG: "run `wanbot doctor` to see what to fix.",
-    ErrorKind.PROVIDER_OUTAGE: "try again in a few minutes.",
-    ErrorKind.INTERNAL: "the log above has the details.",
+# The engine's messages already name the true cause (the user's request, their quota,
+# or the bot's own provider account) and say nothing was charged. At the console the
+# user is also the operator, so some failures get a hint for them.
+_OPERATOR_HINT = {
+    ErrorKind.PROVIDER_CONFIG: "You run this bot: `wanbot doctor` shows what to fix.",
+    ErrorKind.INTERNAL: "The log above has the details.",
 }
 
 
 def failure_text(error: UserError) -> str:
-    """One paragraph naming the true cause, what to do, and that nothing was charged."""
-    lead = _FAILURE_LEAD.get(error.kind, "Failed")
-    parts = [f"{lead}: {error.message.rstrip('.')}."]
-    hint = _FAILURE_HINT.get(error.kind)
+    """The engine's message, a hint for the operator, and that nothing was charged."""
+    message = error.message.strip()
+    parts = [message if message.endswith((".", "!", "?")) else message + "."]
+    if error.job_id is not None and "not charged" not in error.message:
+        # A failed job delivered nothing, and failed images are never charged.
+        parts.append(NOT_CHARGED)
+    hint = _OPERATOR_HINT.get(error.kind)
     if hint:
-        parts.append(hint[0].upper() + hint[1:])
-    if error.job_id is not None:
-        # A failed job delivers nothing, and failed images are never charged.
-        parts.append("No images were charged.")
+        parts.append(hint)
     return " ".join(parts)
 
 

@@ -24,6 +24,7 @@ from bot.console.delivery import ConsoleDelivery
 from bot.console.hosting import LocalImageHost
 from bot.console.inputs import prepare_request
 from bot.console.render import jobs_text, server_report_text, usage_text
+from bot.console.waiting import wait_settled
 from bot.core.clock import Clock
 from bot.core.errors import QuotaDenied, ValidationFailed, WanbotError
 from bot.core.models import Requester
@@ -104,8 +105,13 @@ class ConsoleSession:
             self._emit(HELP)
 
     async def imagine(self, command: ImagineCommand) -> None:
+        config = await self._core.quotas.guild_config(SCOPE)
         prepared = await prepare_request(
-            command, self._core.provider, fetch=self._core.downloader, host=self._host
+            command,
+            self._core.provider,
+            fetch=self._core.downloader,
+            host=self._host,
+            normalize=config.normalize_images,
         )
         job = await self._core.engine.submit(LOCAL_REQUESTER, prepared.request)
         self.submitted.append(job.id)
@@ -146,10 +152,17 @@ class ConsoleSession:
         elif action == "report":
             self._emit(server_report_text(await quotas.server_report(SCOPE)))
 
-    def unfinished(self) -> list[str]:
-        """Jobs of this session that have not ended yet."""
-        return [job_id for job_id in self.submitted if not self._delivery.finished(job_id)]
+    async def unfinished(self) -> list[str]:
+        """Console jobs not ended yet: this session's, and those resumed from an earlier run."""
+        stored = [
+            job.id
+            for job in await self._core.jobs.active_jobs()
+            if job.requester.platform == PLATFORM
+        ]
+        candidates = dict.fromkeys([*self.submitted, *stored])
+        return [job_id for job_id in candidates if not self._delivery.finished(job_id)]
 
     async def wait_all(self) -> None:
-        for job_id in self.unfinished():
+        for job_id in await self.unfinished():
             await self._delivery.wait(job_id)
+            await wait_settled(self._core.jobs, job_id)

@@ -73,7 +73,9 @@ class JobStore(Protocol):
         self, job_id: str, expected: Iterable[JobState], new_state: JobState, **fields: Any
     ) -> Job | None:
         """Compare-and-set: move the job to `new_state` (and set `fields`) only if its
-        state is one of `expected`. Returns the updated job, or None if it was not."""
+        state is one of `expected`. Returns the updated job, or None if it was not.
+        A move to a final state settles like `finish()` (charge `delivered=`, refund
+        the rest) in the same step: the engine relies on this to end jobs race-free."""
         ...
 
     async def update(self, job_id: str, **fields: Any) -> Job:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from bot.core.errors import QuotaDenied, QuotaReason
@@ -59,7 +60,16 @@ class Window:
 
 def period_window(period: Period, now: float) -> Window:
     """The UTC day, ISO week (Monday to Monday) or calendar month containing `now`."""
-    day = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _window(period, int(now // _DAY_SECONDS))
+
+
+_DAY_SECONDS = 86400
+
+
+@lru_cache(maxsize=64)
+def _window(period: Period, day_number: int) -> Window:
+    # Cached per UTC day: quota checks run thousands of times a second.
+    day = datetime.fromtimestamp(day_number * _DAY_SECONDS, tz=UTC)
     if period is Period.DAY:
         start, end = day, day + timedelta(days=1)
     elif period is Period.WEEK:

@@ -91,7 +91,7 @@ class JobActions:
             if index >= len(job.result_urls):
                 raise NotFound(f"Job `{job_id}` has no image {index + 1}.", code="image_not_found")
             url = job.result_urls[index]
-        meta = ImageMeta(index=1, filename=f"image {index + 1} of job {job_id}")
+        meta = ImageMeta(index=1, filename=result_filename(job_id, index, "png"))
         await self._bot.starter.start(
             origin, options, [ImageSource.from_url(url, meta)], parent_job_id=job_id
         )
@@ -163,11 +163,8 @@ class JobActions:
         await defer(interaction, ephemeral=True)
         job = await self.job_for(interaction, job_id)
         origin = JobOrigin.from_interaction(interaction)
-        job = await self._bot.rt.engine.cancel(job.id, origin.requester())
-        if job.state is JobState.CANCELLED:
-            text = f"Job `{job.id}` is cancelled. Images not delivered are not charged."
-        else:
-            text = f"Job `{job.id}` is already {job.state.value}; nothing to cancel."
+        job = await self._bot.rt.engine.cancel(job.id, origin.requester())  # owner or admin
+        text = f"Job `{job.id}` is cancelled. Nothing was charged for it."
         await answer(interaction, text, ephemeral=True)
 
 

@@ -47,6 +47,8 @@ MAX_FILES_PER_MESSAGE = 10
 PROGRESS_MIN_INTERVAL = 10.0  # seconds between two edits that only change progress
 PROGRESS_MIN_STEP = 20  # percent
 THREAD_EXISTS = 160004
+UNKNOWN_MESSAGE = 10008
+WRONG_CHANNEL_TYPE = 50024
 UPLOAD_TOO_LARGE = 40005
 _RECENT_LIMIT = 5000
 
@@ -245,6 +247,10 @@ class DiscordDelivery:
             )
             thread_id = str(data["id"])
         except discord.HTTPException as exc:
+            if exc.code in (UNKNOWN_MESSAGE, WRONG_CHANNEL_TYPE):
+                # The status message was deleted, or sits in a thread: post beside it.
+                log.info("job %s: no results thread (%s), posting inline", job.id, exc.code)
+                return target.channel_id
             if exc.code != THREAD_EXISTS:
                 raise
             # Made before a crash: a thread started from a message has the message's id.
@@ -297,17 +303,20 @@ class DiscordDelivery:
             files = [discord.File(io.BytesIO(img.data), filename=img.filename) for img in fitted]
             mention = discord.Object(id=int(job.requester.user_id))
             try:
+                extra: dict[str, Any] = {}
+                if reply_to is not None:  # a deleted status must not block the results
+                    extra["reference"] = reply_to.to_reference(fail_if_not_exists=False)
                 return await channel.send(
                     content=f"<@{job.requester.user_id}>",
                     embeds=render.result_embeds(job, fitted, [*notes, *fit_notes]),
                     files=files,
                     view=result_view(job.id, [img.index for img in fitted]),
                     nonce=nonce_for(job.id, part),
-                    reference=reply_to if reply_to is not None else discord.utils.MISSING,
                     mention_author=False,
                     allowed_mentions=discord.AllowedMentions(
                         everyone=False, roles=False, users=[mention], replied_user=False
                     ),
+                    **extra,
                 )
             except discord.HTTPException as exc:
                 # The server's real limit is lower than we were told: halve and retry.

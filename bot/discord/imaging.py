@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from PIL import Image
 
 from bot.core.models import ResultImage
+from bot.core.validation.wording import file_size
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes per file without server boosts
 _QUALITIES = (90, 82, 74)
@@ -74,6 +75,6 @@ async def fit_images(images: list[ResultImage], limit: int) -> tuple[list[Result
         )
         notes.append(
             f"image {image.index + 1} was re-encoded as JPEG to fit Discord's "
-            f"{limit / 1024 / 1024:.0f} MB upload limit"
+            f"{file_size(limit)} upload limit"
         )
     return fitted, notes

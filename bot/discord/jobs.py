@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.core.errors import NotAllowed, WanbotError
+from bot.core.errors import NotAllowed, ValidationFailed, WanbotError
 from bot.core.models import (
+    Capabilities,
     GenerationRequest,
     GuildConfig,
     Job,
@@ -29,6 +30,8 @@ from bot.core.validation import (
     CheckedOptions,
     ImageMeta,
     ImageSource,
+    check_metadata,
+    check_options,
     prepare_images,
 )
 from bot.discord import render
@@ -159,6 +162,31 @@ def message_image_sources(messages: Sequence[discord.Message]) -> list[ImageSour
 def _filename(url: str) -> str | None:
     name = PurePosixPath(url.split("?", 1)[0]).name
     return name or None
+
+
+def instant_checks(
+    prompt: str | None,
+    negative: str | None,
+    aspect: str | None,
+    count: int | None,
+    sources: Sequence[ImageSource],
+    caps: Capabilities,
+    normalize: bool,
+) -> CheckedOptions:
+    """Validation stage 1 (no I/O): options and attachment metadata, every problem at once."""
+    problems: list[str] = []
+    options: CheckedOptions | None = None
+    try:
+        options = check_options(prompt, negative, aspect, count, len(sources), caps)
+    except ValidationFailed as exc:
+        problems += exc.problems
+    try:
+        check_metadata([s.metadata(i) for i, s in enumerate(sources, 1)], caps, normalize)
+    except ValidationFailed as exc:
+        problems += exc.problems
+    if problems or options is None:
+        raise ValidationFailed(list(dict.fromkeys(problems)))
+    return options
 
 
 class JobStarter:

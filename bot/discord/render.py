@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import discord
 
+from bot.core.errors import QuotaDenied, ValidationFailed, WanbotError
 from bot.core.models import (
     ErrorKind,
     GenerationRequest,
@@ -122,6 +123,16 @@ def done_embed(job: Job, where: str | None, delivered: int) -> discord.Embed:
         embed.add_field(name="Results", value=where)
     embed.set_footer(text=f"Job {job.id}")
     return embed
+
+
+def user_error_text(error: WanbotError) -> str:
+    """A refused request, told specifically (every problem at once)."""
+    if isinstance(error, ValidationFailed) and error.problems:
+        lines = "\n".join(f"• {problem}" for problem in error.problems)
+        return f"I can't use that request:\n{lines}\nNothing was charged."
+    if isinstance(error, QuotaDenied):
+        return f"{error.message} (`/usage` shows your quota.)"
+    return error.message
 
 
 def failure_text(error: UserError) -> str:

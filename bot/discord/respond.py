@@ -2,7 +2,8 @@
 
 Fresh: the first response. Deferred: a follow-up (after removing a public
 "thinking" message when the answer must be private). Expired (the 3 s window
-or the 15 min token passed, or the bot restarted): the channel, or just the log.
+or the 15 min token passed): the log. Job results never depend on the token:
+delivery posts through the channel (see delivery.py).
 """
 
 from __future__ import annotations
@@ -44,10 +45,9 @@ async def answer(
     embeds: list[discord.Embed] | None = None,
     view: discord.ui.View | None = None,
     ephemeral: bool = True,
-    public_fallback: bool = False,
 ) -> None:
-    """Send `content`/`embed` as the interaction's answer. When the token is dead,
-    post in the channel (mentioning the user) if `public_fallback`, else log."""
+    """Send `content`/`embed` as the interaction's answer; when the token is dead (the
+    user already saw "The application did not respond"), log it."""
     kwargs: dict[str, Any] = {"ephemeral": ephemeral}
     if content is not None:
         kwargs["content"] = content
@@ -71,24 +71,3 @@ async def answer(
         if not token_dead(exc):
             raise
         log.info("interaction %s expired before it could be answered", interaction.id)
-        await _channel_fallback(interaction, content, embed, public_fallback)
-
-
-async def _channel_fallback(
-    interaction: discord.Interaction,
-    content: str | None,
-    embed: discord.Embed | None,
-    public: bool,
-) -> None:
-    channel = interaction.channel
-    if not public or channel is None or not isinstance(channel, discord.abc.Messageable):
-        return
-    text = f"{interaction.user.mention} {content or ''}".strip()
-    try:
-        await channel.send(
-            text,
-            embed=embed if embed is not None else discord.utils.MISSING,
-            allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
-        )
-    except discord.HTTPException:
-        log.warning("could not answer interaction %s in its channel either", interaction.id)

@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.core.errors import WanbotError
+from bot.discord.render import user_error_text
 from bot.discord.respond import answer
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def _permission_name(flag: str) -> str:
 def user_message(error: BaseException) -> str | None:
     """The text for an error the user can act on, None for a bug."""
     if isinstance(error, WanbotError):
-        return error.message
+        return user_error_text(error)
     if isinstance(error, app_commands.MissingPermissions):
         names = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"You need the **{names}** permission to use this command."

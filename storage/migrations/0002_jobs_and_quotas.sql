@@ -40,7 +40,8 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_state ON jobs (state, created_at);
 CREATE INDEX jobs_task ON jobs (provider, task_id);
 CREATE INDEX jobs_user_created ON jobs (platform, user_id, created_at);
-CREATE INDEX jobs_user_state ON jobs (user_id, state);
+-- Covers the running/queued counts of admit() without reading rows.
+CREATE INDEX jobs_user_state ON jobs (user_id, state, platform);
 
 CREATE TABLE ledger (
     id INTEGER PRIMARY KEY,

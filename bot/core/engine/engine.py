@@ -22,7 +22,7 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from bot.core.engine.polling import DurationKey, DurationStats, PollPlan, PollPo
 from bot.core.engine.progress import ProgressThrottle
 from bot.core.engine.ratelimit import RateLimiter
 from bot.core.engine.timers import TimerHeap
-from bot.core.errors import NotAllowed, NotFound, ProviderError, SubmitUncertain
+from bot.core.errors import NotAllowed, NotFound, ProviderError, SubmitUncertain, WanbotError
 from bot.core.ids import new_job_id, normalize_job_id
 from bot.core.models import (
     ErrorKind,
@@ -67,6 +67,7 @@ _CANCELLABLE = (_Q, _S, _R)
 class EngineConfig:
     deadline_seconds: float = 900.0
     provider_concurrency: int = 8
+    max_running_per_user: int | None = None  # a user's jobs started and not yet final
     status_rps: float = 5.0
     status_burst: int = 5
     progress_interval: float = 3.0  # at most one progress update per job this often
@@ -113,6 +114,7 @@ class _Active:
         "task_attempts",
         "token_reserved",
         "user",
+        "user_slot",
     )
 
     def __init__(self, job: Job) -> None:
@@ -121,6 +123,7 @@ class _Active:
         self.plan: PollPlan | None = None
         self.progress = job.progress
         self.slot = False  # holds one of the provider's concurrency slots
+        self.user_slot = False  # counts towards its user's running limit until final
         self.polling = False  # a status query is in flight
         self.recheck = False  # a callback came during that query: ask again after it
         self.token_reserved = False  # the planned poll already has its rate-limit token
@@ -163,6 +166,7 @@ class JobEngine:
         self._active: dict[str, _Active] = {}
         self._by_task: dict[str, str] = {}
         self._running = 0  # concurrency slots in use
+        self._user_running: dict[Hashable, int] = {}
         self._driver: asyncio.Task[None] | None = None
         self._recovered = False
         self._config_outage = False
@@ -202,6 +206,11 @@ class JobEngine:
     @property
     def active_count(self) -> int:
         return len(self._active)
+
+    @property
+    def in_flight(self) -> int:
+        """Submits, status queries, deliveries and messages under way right now."""
+        return len(self._tasks) - (1 if self._driver is not None else 0)
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -320,7 +329,9 @@ class JobEngine:
         if a is None or provider != self.provider.name or a.job.provider != provider:
             return False
         expected = a.job.delivery.get(CALLBACK_TOKEN)
-        if not isinstance(expected, str) or not hmac.compare_digest(expected, token):
+        if not isinstance(expected, str) or not hmac.compare_digest(
+            expected.encode(), token.encode()
+        ):
             return False
         if a.job.state is _R and a.job.task_id:
             return await self.on_provider_callback(provider, a.job.task_id)
@@ -356,7 +367,15 @@ class JobEngine:
             self._timers.cancel((kind, job_id))
         if self._queue.remove(job_id):
             self._positions_changed()
+        if a.user_slot:
+            a.user_slot = False
+            left = self._user_running.get(a.user, 0) - 1
+            if left > 0:
+                self._user_running[a.user] = left
+            else:
+                self._user_running.pop(a.user, None)
         self._release_slot(a)
+        self._pump()
 
     def _release_slot(self, a: _Active) -> None:
         if a.slot:
@@ -364,11 +383,20 @@ class JobEngine:
             self._running -= 1
             self._pump()
 
+    def _take_user_slot(self, a: _Active) -> None:
+        if not a.user_slot:
+            a.user_slot = True
+            self._user_running[a.user] = self._user_running.get(a.user, 0) + 1
+
+    def _may_start(self, user: Hashable) -> bool:
+        limit = self.config.max_running_per_user
+        return limit is None or self._user_running.get(user, 0) < limit
+
     def _pump(self) -> None:
-        """Start queued jobs while the provider has free slots."""
+        """Start queued jobs while the provider has free slots (and their users may)."""
         started = False
         while self._running < self.config.provider_concurrency:
-            job_id = self._queue.pop()
+            job_id = self._queue.pop(self._may_start)
             if job_id is None:
                 break
             a = self._active.get(job_id)
@@ -376,6 +404,7 @@ class JobEngine:
                 continue
             a.slot = True
             self._running += 1
+            self._take_user_slot(a)
             started = True
             self._tasks.create_task(self._submit(a), name=f"submit-{job_id}")
         if started:
@@ -466,6 +495,9 @@ class JobEngine:
             except ProviderError as exc:
                 await self._on_submit_error(a, exc)
                 return
+            except WanbotError as exc:  # e.g. the adapter's own last check of the request
+                await self._fail(job_id, exc.to_user_error(job_id), [_S])
+                return
             self._provider_ok()
             running = await self.store.transition(
                 job_id, [_S], _R, task_id=handle.task_id, submitted_at=self.clock.now()
@@ -494,9 +526,8 @@ class JobEngine:
     async def _on_submit_error(self, a: _Active, exc: ProviderError) -> None:
         job_id = a.job.id
         now = self.clock.monotonic()
-        if exc.status == 429 or exc.retry_after is not None:
-            self._limiter.pause(now + (exc.retry_after or self.config.backoff(1)))
         if exc.category is FailureCategory.TRANSIENT:
+            # Refused before it was taken (HTTP error, no connection): safe to send again.
             a.submit_attempts += 1
             delay = max(exc.retry_after or 0.0, self.config.backoff(a.submit_attempts))
             if a.submit_attempts < self.config.submit_attempts and self._time_left(a) > delay:
@@ -686,6 +717,7 @@ class JobEngine:
     async def _deliver(self, a: _Active) -> None:
         job = a.job
         job_id = job.id
+        posted = False
         try:
             images = await self._download_all(job.result_urls)
             if not images:
@@ -702,6 +734,7 @@ class JobEngine:
                 log.error("job %s: the results could not be posted", job_id)
                 await self._fail(job_id, failures.internal(job_id), [_D])
                 return
+            posted = True
             delivery = {**job.delivery, **data, DELIVERED_MARKER: len(images)}
             done = await self.store.transition(
                 job_id,
@@ -717,6 +750,12 @@ class JobEngine:
                 self.stats.delivered += 1
                 log.info("job %s: delivered %d of %d image(s)", job_id, len(images), count)
         except Exception:
+            if posted:
+                # The user has the images; only recording it failed. Leave the job
+                # DELIVERING: the next start settles it (the port will not post twice).
+                log.exception("job %s: posted but could not be recorded", job_id)
+                self._untrack(a)
+                return
             log.exception("job %s: delivery failed unexpectedly", job_id)
             await self._fail(job_id, failures.internal(job_id), [_D])
 
@@ -872,6 +911,7 @@ class JobEngine:
             a = self._track(job)
             a.slot = True
             self._running += 1
+            self._take_user_slot(a)
             now = self.clock.monotonic()
             submitted = job.submitted_at if job.submitted_at is not None else job.created_at
             started = now - max(0.0, self.clock.now() - submitted)
@@ -888,6 +928,7 @@ class JobEngine:
                 )
                 return
             a = self._track(job)
+            self._take_user_slot(a)
             self._publish(a, force=True)
             self._tasks.create_task(self._deliver(a), name=f"deliver-{job.id}")
 

@@ -3,13 +3,16 @@
 Each user has a FIFO of their own jobs; the rotation holds the users that have
 something waiting. Taking a job takes the first job of the user at the front
 of the rotation and moves that user to the back, so a user with 50 jobs waits
-behind everyone else's next job rather than in front of it.
+behind everyone else's next job rather than in front of it. A user who may not
+start more jobs now (their running limit) is skipped without losing their place.
+Positions follow the rotation and ignore such limits: a job's place in line,
+not a promise of when it starts.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 
 class FairQueue:
@@ -36,10 +39,17 @@ class FairQueue:
         self._user_of[job_id] = user
         self._positions = None
 
-    def pop(self) -> str | None:
-        if not self._rotation:
+    def pop(self, eligible: Callable[[Hashable], bool] | None = None) -> str | None:
+        """The next job in turn, skipping users for whom `eligible` is false (they keep
+        their place in the rotation)."""
+        index = next(
+            (i for i, user in enumerate(self._rotation) if eligible is None or eligible(user)),
+            None,
+        )
+        if index is None:
             return None
-        user = self._rotation.popleft()
+        user = self._rotation[index]
+        del self._rotation[index]
         queue = self._by_user[user]
         job_id = queue.popleft()
         if queue:

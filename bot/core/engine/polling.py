@@ -1,38 +1,51 @@
 """When to ask a provider about a task: fewer status calls, results sooner.
 
 The documented schedule (first poll after 10 s, then every 5 s) costs
-1 + (T - 10) / 5 calls for a task of T seconds and finds the result 2.5 s late
-on average (anywhere in 0-5 s): for T in 20-60 s that is 3-11 calls, about 7.
+1 + ceil((T - 10) / 5) calls for a task of T seconds and finds the result
+2.5 s late on average (anywhere in 0-5 s): for T in 20-60 s, 3-11 calls
+(7.5 on average).
 
 We poll where the answer can change instead of on a fixed beat. Every job
 carries an estimate of its finish time F with an error bar E (seconds):
 
-* Before any answer, F and E come from a prior: the running mean and deviation
-  of recent durations for the same (provider, mode, count) (an EWMA, as TCP
-  does for round-trip times), else the provider's own estimate in the submit
-  answer (EvoLink's `estimated_time`), else a default of 30 ± 20 s, which puts
-  the first poll at 10 s like the documented schedule.
+* Before any answer, F and E come from a prior: the 5th-95th percentile window
+  of the last 64 durations for the same (provider, mode, count) (falling back
+  to the same provider and mode, then the provider), else the provider's own
+  estimate in the submit answer (EvoLink's `estimated_time`, taken as +-50 %),
+  else a default of 30 +- 20 s, which puts the first poll at 10 s like the
+  documented schedule.
 * Each answer sharpens F. With a progress percentage, F is extrapolated from
-  the rate of progress between the last two answers (or since the submit, for
-  the first one); a provider's remaining-time estimate is used when there is
-  no progress. E is how far F moved since the previous estimate (a stable
-  extrapolation is trusted, one that jumps is not), and never less than the
-  resolution of the evidence (half a percent of progress, in seconds).
-* Nothing can be done before F - E, so the next poll is at F - E; once E is
-  small (<= 1 s) the poll is aimed just after the expected finish, F + E.
+  the rate of progress between the last two changes (or since the submit, for
+  the first sample, which is only a first look: tasks that queue at the
+  provider before they start make it too slow). A remaining-time estimate is
+  used when there is no progress. E is how far F moved since the previous
+  estimate (a stable extrapolation is trusted, one that jumps is not), and
+  never less than the resolution of the evidence (half a progress step, in
+  seconds; coarse 5/10/20/25 % steps are detected).
+* Nothing can have finished before F - E, so the next poll is at F - E; once E
+  is small (<= 1 s) the poll is aimed just after the expected finish, F + E.
 
-For a linear-ish progress report this converges in three calls: one at
-F0 - E0 (often 10-20 s) that measures the rate, one that confirms it, one just
-after the finish. A task of 20-60 s is then found about 0.1-0.7 s after it
-finishes with 3-4 calls, against about 7 calls and a 2.5 s average lag for the
-fixed schedule. Without progress or ETA hints the planner cannot know more
-than the history tells: it polls at most every 5 s inside the expected window
-(never worse than the fixed schedule) and starts that window later once the
-history knows tasks take longer than 10 s, so it still saves calls.
+With a linear-ish progress report this converges in about four calls: one at
+F0 - E0 that measures the rate, one that confirms it, one close to the end and
+one just after the finish. Simulated over tasks of 20-60 s (seeded, 400 tasks;
+tests/test_engine_scheduler.py checks the same on the real engine):
+
+    hints                      calls/task   lag p50   lag mean
+    fixed 10 s + every 5 s        7.5        2.5 s     2.5 s
+    progress (+/- estimate)       3.9        0.5 s     0.6 s
+    progress, 5 s queue first     3.8        0.4 s     0.5 s
+    remaining-time estimate       3.4        0.7 s     0.9 s
+    coarse 10 % progress steps    5.3        0.7 s     (p90 3 s)
+    nothing but history           6.4        1.9 s     2.0 s
+
+Without progress or ETA hints the planner knows only what the history tells:
+it starts at the short end of recent durations and steps at most 4 s inside
+the expected window, which still beats the fixed schedule on both counts for
+this spread of durations, but cannot reach a 1 s lag without spending calls.
 
 Safety rails: never sooner than `first_poll_min` after the submit or
 `min_gap` after the last poll; never longer than `max_interval` between polls;
-if the finish estimate passes without a result the planner backs off from
+if a sharp estimate passes without a result the planner backs off from
 `tail_interval` by x1.5 per miss up to `blind_interval`. When provider
 callbacks are on, polling is only a safety net (`callback_interval`).
 The rate limiter and the 429 back-off may delay a planned poll further.

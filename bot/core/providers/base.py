@@ -354,6 +354,12 @@ class HttpProvider:
         )
         if not message and payload is None and reply.body:
             message = "the provider answered with a non-JSON error page"
+        # Some APIs echo the key in error bodies ("Incorrect API key provided: sk-..."):
+        # the message reaches users, the database and admin alerts, so mask it here.
+        key = self._api_key.get_secret_value()
+        if key:
+            message = message.replace(key, "***")
+            code = code.replace(key, "***") if code else code
         retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._clock.now())
         return ProviderError(
             category,

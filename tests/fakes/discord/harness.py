@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,27 +19,30 @@ import aiohttp
 
 from bot.core.clock import FakeClock
 from bot.core.download import SafeDownloader
-from bot.core.engine import EngineConfig, JobEngine
 from bot.core.models import Job
 from bot.core.providers.mock import FailureHook, MockProvider
-from bot.core.quota import QuotaDefaults
-from bot.core.tasks import TaskGroup
 from bot.discord.bot import WanBot
 from bot.discord.endpoints import endpoints
-from storage.db import Database
-from storage.jobs import SqliteJobStore
-from storage.quotas import SqliteQuotaAdmin
+from bot.runtime import Runtime
+from bot.settings import Settings
 from tests.fakes.discord.server import FakeDiscord
 
 T = TypeVar("T")
 
 
-class CountingStore:
-    """The real job store, counting calls in flight (they run in SQLite's thread)."""
+class Busy:
+    """Counts calls in flight to the store and the provider (real work off the clock)."""
 
-    def __init__(self, inner: SqliteJobStore) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class Counting:
+    """Wraps an object; its coroutine methods count as busy while they run."""
+
+    def __init__(self, inner: Any, busy: Busy) -> None:
         self.inner = inner
-        self.in_flight = 0
+        self._busy = busy
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -47,101 +50,117 @@ class CountingStore:
             return attr
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.in_flight += 1
+            self._busy.count += 1
             try:
                 return await attr(*args, **kwargs)
             finally:
-                self.in_flight -= 1
+                self._busy.count -= 1
 
         return counted
 
 
-@dataclass
-class LocalRuntime:
-    """What bot.runtime.Runtime provides to the Discord front end, built for tests."""
-
-    engine: JobEngine
-    quotas: SqliteQuotaAdmin
-    jobs: Any  # CountingStore over SqliteJobStore
-    provider: MockProvider
-    downloader: SafeDownloader
-    clock: FakeClock
-    tasks: TaskGroup = field(default_factory=lambda: TaskGroup("runtime"))
-
-    async def start(self) -> None:
-        await self.engine.start()
-
-    async def close(self) -> None:
-        await self.engine.close()
-        await self.tasks.close()
+def settings_for_tests(db_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_path": db_path,
+        "wan_provider": "mock",
+        "download_allowed_hosts": ["127.0.0.1"],
+        "job_deadline_seconds": 3600.0,
+        "default_user_limit": 100,
+        "max_running_jobs_per_user": 10,
+        "max_queued_jobs_per_user": 10,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 def build_runtime(
-    db: Database,
+    settings: Settings,
     clock: FakeClock,
     session: aiohttp.ClientSession,
     *,
     latency: float = 5.0,
-    defaults: QuotaDefaults | None = None,
-    deadline: float = 3600.0,
     failure_hook: FailureHook | None = None,
-) -> LocalRuntime:
-    defaults = defaults or QuotaDefaults(default_limit=100, max_running=10, max_queued=10)
-    downloader = SafeDownloader(session, ["127.0.0.1"])
-    provider = MockProvider(clock, latency, downloader=downloader, failure_hook=failure_hook)
-    store = CountingStore(SqliteJobStore(db, clock, defaults))
-    engine = JobEngine(
-        store,  # type: ignore[arg-type]
-        provider,
-        clock=clock,
-        config=EngineConfig(deadline_seconds=deadline, retry_base_delay=1.0),
-    )
-    return LocalRuntime(
-        engine=engine,
-        quotas=SqliteQuotaAdmin(db, clock, defaults, 0.05),
-        jobs=store,
-        provider=provider,
-        downloader=downloader,
-        clock=clock,
-    )
+    long_side: int = 512,
+    mock: MockProvider | None = None,
+) -> tuple[Runtime, Busy, MockProvider]:
+    """The real Runtime on the fake clock with the mock provider; store and provider
+    calls are counted so the test knows when real work is in flight."""
+    busy = Busy()
+    downloader = SafeDownloader(session, settings.download_allowed_hosts)
+    if mock is None:  # pass the previous one to keep its tasks across a "restart"
+        mock = MockProvider(
+            clock, latency, downloader=downloader, failure_hook=failure_hook, long_side=long_side
+        )
+    rt = Runtime(settings, clock=clock, provider=Counting(mock, busy), http=session)  # type: ignore[arg-type]
+    store = Counting(rt.jobs, busy)
+    rt.jobs = store  # type: ignore[assignment]
+    rt.engine.store = store  # type: ignore[assignment]
+    return rt, busy, mock
 
 
 @dataclass
 class Running:
     fake: FakeDiscord
     bot: WanBot
-    rt: LocalRuntime
+    rt: Runtime
     clock: FakeClock
+    busy: Busy
+    mock: MockProvider
 
     async def settle(self, turns: int = 30, timeout: float = 5.0) -> None:
-        """Until nothing is in flight (fake Discord requests, store calls) for a while."""
+        """Until nothing is in flight (fake Discord requests, store and provider calls)
+        for a while."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         calm = 0
         while calm < turns:
             await asyncio.sleep(0)
-            busy = self.fake.in_flight or self.rt.jobs.in_flight
+            busy = self.fake.in_flight or self.busy.count
             calm = 0 if busy else calm + 1
             if loop.time() > end:
                 raise AssertionError("requests still in flight")
 
-    async def drive(self, check: Callable[[], T | None], *, limit: float = 7200.0) -> T:
-        """Advance fake time timer by timer until `check()` returns something truthy."""
+    async def drive(
+        self, check: Callable[[], T | None], *, limit: float = 7200.0, timeout: float = 10.0
+    ) -> T:
+        """Advance fake time timer by timer until `check()` returns something truthy
+        (at most `limit` fake seconds and `timeout` real ones)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
         start = self.clock.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                # Real work (HTTP, SQLite) may be under way: give it a bounded chance.
+                # Real work (HTTP, SQLite, Pillow) may be under way: give it a chance.
                 return await self.fake.wait_until(check, timeout=0.02)
             await self.settle()
             value = check()
             if value:
                 return value
             delay = self.clock.next_deadline()
-            if delay is None or self.clock.monotonic() - start > limit:
-                raise AssertionError(
-                    f"stuck after {self.clock.monotonic() - start:.1f} fake seconds"
-                )
-            await self.clock.advance(max(delay, 0.0))
+            spent = self.clock.monotonic() - start
+            if spent > limit or loop.time() > give_up:
+                raise AssertionError(f"stuck after {spent:.1f} fake seconds")
+            if delay is not None:
+                await self.clock.advance(max(delay, 0.0))
+
+    def result_messages(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Messages with result images, identified by the job nonce the bot sets."""
+        prefix = f"wb{job_id}" if job_id else "wb"
+        return [
+            m
+            for m in self.fake.messages.values()
+            if m["author"]["id"] == self.fake.bot.id
+            and str(m.get("nonce") or "").startswith(prefix)
+            and m["attachments"]
+        ]
+
+    async def wait_results(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.drive(lambda: self.result_messages(job_id) or None)
+
+    async def finish(self) -> None:
+        """Run until the engine has no job in flight and all work has settled."""
+        await self.drive(lambda: self.rt.engine.active_count == 0)
+        await self.settle()
 
     async def job(self, job_id: str) -> Job:
         job = await self.rt.jobs.get(job_id)
@@ -149,7 +168,7 @@ class Running:
         return job
 
     async def latest_job(self) -> Job:
-        rows = await self.rt.jobs.inner._db.fetchall(
+        rows = await self.rt.db.fetchall(
             "SELECT id FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 1"
         )
         assert rows, "no job was stored"
@@ -161,28 +180,27 @@ async def running_bot(
     fake: FakeDiscord,
     db_path: Path,
     clock: FakeClock,
+    *,
+    settings: dict[str, Any] | None = None,
     **runtime_options: Any,
 ) -> AsyncIterator[Running]:
-    """A logged-in, connected, ready WanBot over a fresh runtime on `db_path`."""
-    db = Database(db_path)
-    await db.open()
-    session = aiohttp.ClientSession()
-    rt = build_runtime(db, clock, session, **runtime_options)
-    with endpoints(fake.api_base, fake.gateway_url):
-        bot = WanBot(rt, guild_ready_timeout=0.05)
-        connect: asyncio.Task[None] | None = None
-        try:
-            await bot.login("fake-bot-token")
-            rt.engine.register_delivery("discord", bot.delivery)
-            await rt.start()
-            connect = asyncio.create_task(bot.connect(reconnect=False))
-            await asyncio.wait_for(bot.wait_until_ready(), timeout=5.0)
-            yield Running(fake, bot, rt, clock)
-        finally:
-            await rt.close()
-            await bot.close()
-            if connect is not None:
-                with contextlib.suppress(Exception):
-                    await connect
-            await session.close()
-            await db.close()
+    """A logged-in, connected, ready WanBot over a fresh Runtime on `db_path`."""
+    async with aiohttp.ClientSession() as session:
+        config = settings_for_tests(db_path, **(settings or {}))
+        rt, busy, mock = build_runtime(config, clock, session, **runtime_options)
+        with endpoints(fake.api_base, fake.gateway_url):
+            bot = WanBot(rt, guild_ready_timeout=0.05)
+            connect: asyncio.Task[None] | None = None
+            try:
+                await bot.login("fake-bot-token")
+                rt.engine.register_delivery("discord", bot.delivery)
+                await rt.start()
+                connect = asyncio.create_task(bot.connect(reconnect=False))
+                await asyncio.wait_for(bot.wait_until_ready(), timeout=5.0)
+                yield Running(fake, bot, rt, clock, busy, mock)
+            finally:
+                await rt.close()
+                await bot.close()
+                if connect is not None:
+                    with contextlib.suppress(Exception):
+                        await connect

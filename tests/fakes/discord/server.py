@@ -110,10 +110,31 @@ class FakeInteraction:
     callback_clock: float | None = None
     callback_real: float | None = None
     original_message_id: str | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)  # messages it produced
 
     @property
     def callback_type(self) -> int | None:
         return None if self.callback is None else int(self.callback["type"])
+
+    def answer(self, *, ephemeral: bool | None = None) -> dict[str, Any] | None:
+        """The latest finished message this interaction produced (not a "thinking" one)."""
+        for message in reversed(self.answers):
+            if message["flags"] & LOADING or message.get("deleted"):
+                continue
+            if ephemeral is None or bool(message["flags"] & EPHEMERAL) == ephemeral:
+                return message
+        return None
+
+    def text(self) -> str:
+        """Content and embed texts of the latest answer, for assertions."""
+        message = self.answer()
+        if message is None:
+            return ""
+        parts = [message.get("content") or ""]
+        for embed in message.get("embeds") or []:
+            parts += [embed.get("title") or "", embed.get("description") or ""]
+            parts += [f"{f.get('name')}: {f.get('value')}" for f in embed.get("fields") or []]
+        return "\n".join(p for p in parts if p)
 
     @property
     def ack_real_seconds(self) -> float | None:
@@ -167,6 +188,9 @@ class _Connection:
 class _Upload:
     payload: dict[str, Any]
     files: list[RecordedFile] = field(default_factory=list)
+
+
+UPLOAD: web.RequestKey[_Upload] = web.RequestKey("upload", _Upload)
 
 
 class FakeDiscord:
@@ -306,7 +330,7 @@ class FakeDiscord:
             clock_at=self.clock.monotonic(),
             real_at=time.monotonic(),
         )
-        request["upload"] = upload
+        request[UPLOAD] = upload
         self.requests.append(rec)
         self.in_flight += 1
         try:
@@ -479,6 +503,16 @@ class FakeDiscord:
         )
         self.channels[channel.id] = channel
         return channel
+
+    async def create_channel(self, name: str, *, bot_deny: int = 0) -> FakeChannel:
+        """A channel made while the bot is connected (CHANNEL_CREATE follows)."""
+        channel = self.add_channel(name, bot_deny=bot_deny)
+        await self._dispatch_all("CHANNEL_CREATE", self._channel_payload(channel))
+        return channel
+
+    async def delete_message(self, message_id: str) -> None:
+        """Someone (a moderator, the author) deletes a message."""
+        await self._delete_message(self.messages[message_id])
 
     async def add_thread(self, parent: FakeChannel, name: str, owner: FakeUser) -> FakeChannel:
         thread = self._new_thread(self._ids.next(), parent, name, owner)
@@ -768,6 +802,22 @@ class FakeDiscord:
             self._interaction(MODAL_SUBMIT, user, channel or self.general, data)
         )
 
+    async def fill_modal(
+        self, opened: FakeInteraction, *values: str, user: FakeUser | None = None
+    ) -> FakeInteraction:
+        """Submit the modal `opened` answered with, filling its text inputs in order."""
+        callback = await self.wait_callback(opened)
+        if callback.get("type") != CALLBACK_MODAL:
+            raise AssertionError(f"the interaction was answered with {callback}, not a modal")
+        modal = callback["data"]
+        inputs = [c["custom_id"] for c in _walk(modal["components"]) if c.get("type") == 4]
+        return await self.submit_modal(
+            user or opened.user,
+            modal["custom_id"],
+            dict(zip(inputs, values, strict=False)),
+            channel=self.channels[opened.channel_id],
+        )
+
     async def wait_callback(
         self, interaction: FakeInteraction, timeout: float = 5.0
     ) -> dict[str, Any]:
@@ -957,7 +1007,7 @@ class FakeDiscord:
             raise ApiError(403, 50001, "Missing Access")
         guild = request.match_info.get("guild")
         echoed = []
-        for command in request["upload"].payload or []:
+        for command in request[UPLOAD].payload or []:
             cmd = {
                 "id": self._command_id(command["name"]),
                 "application_id": self.application_id,
@@ -1001,7 +1051,7 @@ class FakeDiscord:
             raise ApiError(404, 10062, "Unknown interaction")
         if interaction.callback is not None:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
-        upload: _Upload = request["upload"]
+        upload = request[UPLOAD]
         body = upload.payload
         ctype = int(body.get("type", 0))
         data = body.get("data") or {}
@@ -1036,6 +1086,7 @@ class FakeDiscord:
         if message is not None:
             if ctype != CALLBACK_UPDATE_MESSAGE:
                 interaction.original_message_id = message["id"]
+                interaction.answers.append(message)
                 await self._announce(message)
             answer["interaction"]["response_message_id"] = message["id"]
             answer["resource"] = {"type": ctype, "message": message}
@@ -1047,7 +1098,7 @@ class FakeDiscord:
         )
         if interaction.callback is None:
             raise ApiError(404, 10015, "Unknown Webhook")
-        upload: _Upload = request["upload"]
+        upload = request[UPLOAD]
         self._check_files(upload.files)
         original = self.messages.get(interaction.original_message_id or "")
         if original is not None and original["flags"] & LOADING:
@@ -1057,6 +1108,7 @@ class FakeDiscord:
             channel = self.channels[interaction.channel_id]
             flags = int(upload.payload.get("flags", 0)) & EPHEMERAL
             message = self._message_from_payload(channel, upload.payload, upload.files, flags=flags)
+            interaction.answers.append(message)
             await self._announce(message)
         if request.query.get("wait") in ("1", "true", "True"):
             return json_response(message)
@@ -1075,7 +1127,7 @@ class FakeDiscord:
         if request.method == "GET":
             return json_response(message)
         if request.method == "PATCH":
-            upload: _Upload = request["upload"]
+            upload = request[UPLOAD]
             self._check_files(upload.files)
             return json_response(self._edit_message(message, upload.payload, upload.files))
         if request.method == "DELETE":
@@ -1102,7 +1154,7 @@ class FakeDiscord:
     async def _post_message(self, request: web.Request) -> web.Response:
         self._check_auth(request)
         channel = self._channel(request)
-        upload: _Upload = request["upload"]
+        upload = request[UPLOAD]
         payload = upload.payload
         self._require(channel, SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES)
         if upload.files:
@@ -1114,6 +1166,7 @@ class FakeDiscord:
             if existing is not None:
                 return json_response(existing)
         reference = (payload.get("message_reference") or {}).get("message_id")
+        reference = None if reference is None else str(reference)  # ints are snowflakes too
         if reference is not None and reference not in self.messages:
             if (payload.get("message_reference") or {}).get("fail_if_not_exists", True):
                 raise ApiError(400, 50035, "Invalid Form Body: Unknown message")
@@ -1136,7 +1189,7 @@ class FakeDiscord:
         if request.method == "PATCH":
             if message["author"]["id"] != self.bot.id:
                 raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-            upload: _Upload = request["upload"]
+            upload = request[UPLOAD]
             if upload.files:
                 self._require(channel, ATTACH_FILES)
             self._check_files(upload.files)
@@ -1158,7 +1211,7 @@ class FakeDiscord:
         self._require(channel, CREATE_PUBLIC_THREADS)
         if message["id"] in self.channels:
             raise ApiError(400, 160004, "A thread has already been created for this message")
-        name = str(request["upload"].payload.get("name") or "thread")[:100]
+        name = str(request[UPLOAD].payload.get("name") or "thread")[:100]
         # A thread started from a message has the message's id.
         thread = self._new_thread(message["id"], channel, name, self.bot)
         payload = self._channel_payload(thread)
@@ -1171,7 +1224,7 @@ class FakeDiscord:
         if channel.type != GUILD_TEXT:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
         self._require(channel, CREATE_PUBLIC_THREADS)
-        name = str(request["upload"].payload.get("name") or "thread")[:100]
+        name = str(request[UPLOAD].payload.get("name") or "thread")[:100]
         thread = self._new_thread(self._ids.next(), channel, name, self.bot)
         payload = self._channel_payload(thread)
         await self._dispatch_all("THREAD_CREATE", {**payload, "newly_created": True})
@@ -1327,7 +1380,10 @@ class FakeDiscord:
 
     async def _identify(self, conn: _Connection, data: dict[str, Any]) -> None:
         self.identifies.append(data)
-        if int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT and not self.message_content_allowed:
+        if (
+            int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT
+            and not self.message_content_allowed
+        ):
             await conn.ws.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
             return
         ready = {
@@ -1344,6 +1400,17 @@ class FakeDiscord:
         await self._send_dispatch(conn, "GUILD_CREATE", self._guild_payload())
         conn.ready = True
         await self._notify()
+
+
+def _walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Components in order, through action rows (1) and labels (18)."""
+    found: list[dict[str, Any]] = []
+    for component in components:
+        found.append(component)
+        found += _walk(component.get("components") or [])
+        if component.get("component"):
+            found += _walk([component["component"]])
+    return found
 
 
 def _guess_type(filename: str) -> str:

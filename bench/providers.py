@@ -1,0 +1,129 @@
+"""The repo's fake APIXO and EvoLink servers (tests/fakes/providers.py), made to run
+their tasks by themselves on a shared clock (see bench/model.py for the timing).
+
+A status query answers from the clock: pending, then running with progress (EvoLink
+reports it, APIXO does not), then completed. The instant a task finished is known
+exactly (submit + duration, on the clock), and so is the instant the first status
+query saw it. Result images are tiny PNGs carrying their task id in a text chunk,
+so the fake Discord can tell which task an upload belongs to.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from bench.common import ScaledClock
+from bench.model import Timing, draw, parse_tag
+from tests.fakes.providers import FakeApixo, FakeEvolink, FakeProviderServer, FakeTask
+
+MARKER = b"wanbench"
+
+
+@dataclass
+class TaskRecord:
+    task_id: str
+    kind: str
+    serial: int
+    timing: Timing
+    submitted: float  # clock seconds
+    seen_done: float | None = None  # clock seconds of the first status query that saw it
+    seen_done_real: float | None = None  # time.monotonic() of the same
+    status_calls: int = 0
+
+    @property
+    def finished(self) -> float:
+        return self.submitted + self.timing.duration
+
+
+class SelfDriving:
+    """Mixin for a FakeProviderServer subclass: tasks complete on the clock."""
+
+    clock: ScaledClock
+    records: dict[str, TaskRecord]
+    rng: random.Random
+
+    def setup_driving(self, clock: ScaledClock, seed: int) -> None:
+        self.clock = clock
+        self.records = {}
+        self.rng = random.Random(seed)
+
+    def prompt_of(self, body: Any) -> str:
+        raise NotImplementedError
+
+    def _add_task(self, task: FakeTask) -> FakeTask:
+        added = super()._add_task(task)  # type: ignore[misc]
+        kind, serial = parse_tag(self.prompt_of(task.body)) or ("normal", -1)
+        self.records[task.id] = TaskRecord(
+            task.id, kind, serial, draw(self.rng, kind), self.clock.monotonic()
+        )
+        return added  # type: ignore[no-any-return]
+
+    def _poll(self, task: FakeTask) -> None:
+        task.status_calls += 1
+        record = self.records.get(task.id)
+        if record is None or task.state not in ("pending", "running"):
+            if record is not None:
+                record.status_calls += 1
+            return
+        record.status_calls += 1
+        now = self.clock.monotonic()
+        progress = record.timing.progress(now - record.submitted)
+        if progress is None:
+            record.seen_done, record.seen_done_real = now, time.monotonic()
+            self.complete(task.id)  # type: ignore[attr-defined]
+        elif now - record.submitted > record.timing.queued:
+            task.state, task.progress = "running", progress
+
+    def result_png(self, task_id: str, index: int) -> bytes:
+        cache: dict[tuple[str, int], bytes] = self._pngs  # type: ignore[attr-defined]
+        key = (task_id, index)
+        if key not in cache:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(MARKER.decode(), f"{task_id};")
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 48), (30, 120, 200)).save(buffer, "PNG", pnginfo=info)
+            cache[key] = buffer.getvalue()
+        return cache[key]
+
+
+def task_of_upload(data: bytes) -> str | None:
+    """The task id a result PNG carries (see `result_png`), None for other files."""
+    start = data.find(MARKER + b"\x00")
+    if start < 0:
+        return None
+    start += len(MARKER) + 1
+    end = data.find(b";", start)
+    return data[start:end].decode() if end > start else None
+
+
+class DrivenApixo(SelfDriving, FakeApixo):
+    """APIXO-like: no progress, no estimate; only pending / processing / success."""
+
+    def prompt_of(self, body: Any) -> str:
+        return str((body.get("input") or {}).get("prompt", ""))
+
+
+class DrivenEvolink(SelfDriving, FakeEvolink):
+    """EvoLink-like: progress 0-100 and an `estimated_time` of 30 s (as the fake sends)."""
+
+    def prompt_of(self, body: Any) -> str:
+        return str(body.get("prompt", ""))
+
+
+def make_provider(name: str, clock: ScaledClock, seed: int = 1) -> FakeProviderServer:
+    server: FakeProviderServer
+    if name == "apixo":
+        server = DrivenApixo()
+    elif name == "evolink":
+        server = DrivenEvolink(require_https_callback=False)
+    else:
+        raise ValueError(f"no self-driving fake for {name!r}")
+    assert isinstance(server, SelfDriving)
+    server.setup_driving(clock, seed)
+    return server

@@ -1,0 +1,240 @@
+"""The world outside the bot, in its own process: the fake Discord, a self-driving
+fake provider and a small control API for the benchmark driving the bot.
+
+    python -m bench.world --provider apixo --users 1000 --scale 1 --epoch E --wall W
+
+prints one JSON line (the URLs) and serves until POST /stop. Running it apart keeps
+the fakes' CPU, memory and event-loop time out of the bot's figures, as real Discord
+and a real provider would be; its own loop lag is reported so a busy fake shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bench.common import LoopLag, ScaledClock, percentile
+from bench.model import KINDS, tag
+from bench.providers import SelfDriving, make_provider, task_of_upload
+from tests.fakes.discord import FakeDiscord, FakeInteraction
+from tests.fakes.discord.server import RecordedRequest
+
+PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+_IDS = re.compile(r"/\d{5,}")
+
+
+class World:
+    def __init__(self, provider: str, users: int, clock: ScaledClock) -> None:
+        self.clock = clock
+        self.discord = FakeDiscord()
+        self.provider = make_provider(provider, clock)
+        assert isinstance(self.provider, SelfDriving)
+        self.driving: SelfDriving = self.provider
+        self.users = [self.discord.add_user(f"user{i}") for i in range(users)]
+        self.serials = itertools.count(1)
+        self.interactions: list[tuple[str, FakeInteraction]] = []  # (label, interaction)
+        self.posted: dict[str, float] = {}  # task id -> time.monotonic() of the upload
+        self._scanned = 0
+        self.dispatching = 0
+        self.lag = LoopLag(0.01)
+        self.stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.control_url = ""
+
+    async def start(self) -> dict[str, Any]:
+        await self.discord.start()
+        await self.provider.start()
+        app = web.Application()
+        app.router.add_post("/dispatch", self._dispatch)
+        app.router.add_get("/state", self._state)
+        app.router.add_get("/acks", self._acks)
+        app.router.add_get("/tasks", self._tasks)
+        app.router.add_get("/discord", self._discord_summary)
+        app.router.add_post("/reset_lag", self._reset_lag)
+        app.router.add_post("/stop", self._stop)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.control_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self.lag.start()
+        return {
+            "control": self.control_url,
+            "discord_api": self.discord.api_base,
+            "gateway": self.discord.gateway_url,
+            "provider_base": self.provider.base_url,
+        }
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self.lag.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.provider.close()
+        await self.discord.close()
+
+    # --- control API ---------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        """Start sending `n` /imagine interactions at `rate` per second (in the
+        background), each asking for `count` images of a task of `kind`."""
+        body = await request.json()
+        kind = str(body.get("kind", "normal"))
+        if kind not in KINDS:
+            return web.json_response({"error": f"unknown kind {kind}"}, status=400)
+        n, rate = int(body["n"]), float(body.get("rate", 100.0))
+        label = str(body.get("label", kind))
+        count = int(body.get("count", 1))
+        task = asyncio.get_running_loop().create_task(self._send(n, rate, kind, label, count))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return web.json_response({"ok": True})
+
+    async def _send(self, n: int, rate: float, kind: str, label: str, count: int) -> None:
+        if not self.discord.connected:
+            await self.discord.wait_connected(timeout=30.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self.dispatching += n
+        try:
+            for i in range(n):
+                delay = start + i / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                serial = next(self.serials)
+                user = self.users[serial % len(self.users)]
+                options: dict[str, Any] = {"prompt": f"{PROMPT} {tag(kind, serial)}"}
+                if count != 1:
+                    options["count"] = count
+                interaction = await self.discord.slash("imagine", user, options)
+                self.interactions.append((label, interaction))
+                self.dispatching -= 1
+        finally:
+            self.dispatching = max(0, self.dispatching)
+
+    async def _state(self, request: web.Request) -> web.Response:
+        self._scan_uploads()
+        labels: dict[str, list[int]] = {}
+        for label, interaction in self.interactions:
+            counts = labels.setdefault(label, [0, 0])
+            counts[0] += 1
+            counts[1] += interaction.callback_real is not None
+        return web.json_response(
+            {
+                "labels": labels,  # label -> [sent, answered]
+                "dispatched": len(self.interactions),
+                "dispatching": self.dispatching,
+                "acked": sum(1 for _, i in self.interactions if i.callback_real is not None),
+                "tasks": len(self.driving.records),
+                "posted": len(self.posted),
+                "loop_lag_p99_ms": 1000 * (percentile(self.lag.samples, 99) or 0.0),
+                "loop_lag_max_ms": 1000 * max(self.lag.samples, default=0.0),
+                "discord_errors": [repr(e) for e in self.discord.errors[:5]],
+            }
+        )
+
+    async def _acks(self, request: web.Request) -> web.Response:
+        """[label, dispatched (time.monotonic), seconds to the first response or null,
+        callback type] for every interaction sent (with `?label=`: with that label)."""
+        wanted = request.query.get("label")
+        rows = [
+            [label, i.dispatched_real, i.ack_real_seconds, i.callback_type]
+            for label, i in self.interactions
+            if wanted is None or label == wanted
+        ]
+        return web.json_response(rows)
+
+    def _scan_uploads(self) -> None:
+        requests: list[RecordedRequest] = self.discord.requests
+        for rec in requests[self._scanned :]:
+            if not rec.ok:
+                continue
+            for file in rec.files:
+                task_id = task_of_upload(file.data)
+                if task_id is not None and task_id not in self.posted:
+                    self.posted[task_id] = rec.real_at
+        # Keep the last one: its status may not be known yet when it is scanned.
+        self._scanned = max(self._scanned, len(requests) - 1)
+
+    async def _tasks(self, request: web.Request) -> web.Response:
+        """Every provider task: timing on the shared clock, status calls, upload time."""
+        self._scan_uploads()
+        rows = []
+        for record in self.driving.records.values():
+            posted = self.posted.get(record.task_id)
+            rows.append(
+                {
+                    "task": record.task_id,
+                    "kind": record.kind,
+                    "serial": record.serial,
+                    "submitted": record.submitted,
+                    "finished": record.finished,
+                    "seen_done": record.seen_done,
+                    "seen_done_real": record.seen_done_real,
+                    "status_calls": record.status_calls,
+                    "posted_real": posted,
+                    "posted": None if posted is None else self.clock.at_real(posted),
+                }
+            )
+        return web.json_response(rows)
+
+    async def _discord_summary(self, request: web.Request) -> web.Response:
+        """REST calls the bot made, by method and route."""
+        counts: dict[str, int] = {}
+        for rec in self.discord.requests:
+            key = f"{rec.method} {_IDS.sub('/{id}', rec.path)}"
+            counts[key] = counts.get(key, 0) + 1
+        return web.json_response(counts)
+
+    async def _reset_lag(self, request: web.Request) -> web.Response:
+        self.lag.reset()
+        return web.json_response({"ok": True})
+
+    async def _stop(self, request: web.Request) -> web.Response:
+        self.stop.set()
+        return web.json_response({"ok": True})
+
+
+async def main(args: argparse.Namespace) -> None:
+    clock = ScaledClock(args.scale, args.epoch, args.wall)
+    world = World(args.provider, args.users, clock)
+    info = await world.start()
+    print(json.dumps(info), flush=True)
+    loop = asyncio.get_running_loop()
+    # Stop as well when the parent goes away (its end of our stdin closes).
+    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    try:
+        await asyncio.wait(
+            {asyncio.ensure_future(world.stop.wait()), stdin_closed},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        await world.close()
+    # The stdin reader thread may still be blocked: do not wait for it.
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.world")
+    parser.add_argument("--provider", choices=("apixo", "evolink"), default="apixo")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--epoch", type=float, default=time.monotonic())
+    parser.add_argument("--wall", type=float, default=time.time())
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse(sys.argv[1:])))

@@ -1,0 +1,157 @@
+"""The composition root every front end shares: settings in, a running bot core out.
+
+    rt = Runtime(settings)                 # inside a running event loop; no I/O yet
+    rt.engine.register_delivery("discord", port)
+    await rt.start()                       # opens the database, recovers jobs, listens
+    ...
+    await rt.close()                       # engine, callback server, tasks, HTTP, DB
+
+`async with Runtime(settings) as rt:` opens the database on entry and closes
+everything on exit; call `await rt.start()` inside, once the delivery ports are
+registered, so recovered jobs find their front end. Tests may pass a clock, a
+provider, an HTTP session or a database path; what is passed in is not closed here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from bot.callback_server import CallbackServer
+from bot.core.clock import Clock, SystemClock
+from bot.core.download import SafeDownloader
+from bot.core.engine import EngineConfig, JobEngine
+from bot.core.http import make_http_session
+from bot.core.ports import ImageProvider
+from bot.core.providers.factory import build_provider
+from bot.core.quota import QuotaDefaults
+from bot.core.tasks import TaskGroup
+from bot.settings import ProviderName, Settings
+from storage.db import Database
+from storage.jobs import SqliteJobStore
+from storage.quotas import SqliteQuotaAdmin
+
+log = logging.getLogger(__name__)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        deadline_seconds=settings.job_deadline_seconds,
+        provider_concurrency=settings.provider_concurrency,
+        max_running_per_user=settings.max_running_jobs_per_user,
+        status_rps=settings.provider_status_rps,
+        status_burst=max(1, round(settings.provider_status_rps)),
+        progress_interval=settings.progress_update_seconds,
+        callback_base_url=settings.callback_public_url if settings.callback_enabled else None,
+    )
+
+
+def build_settings_provider(
+    settings: Settings,
+    clock: Clock,
+    session: aiohttp.ClientSession,
+    downloader: SafeDownloader,
+) -> ImageProvider:
+    name = settings.effective_provider()
+    base_urls = {
+        ProviderName.APIXO: settings.apixo_base_url,
+        ProviderName.EVOLINK: settings.evolink_base_url,
+        ProviderName.DASHSCOPE: settings.dashscope_base_url,
+    }
+    return build_provider(
+        name.value,
+        clock=clock,
+        session=session,
+        api_key=settings.provider_key(name),
+        base_url=base_urls.get(name),
+        files_url=settings.evolink_files_url,
+        downloader=downloader,
+        mock_latency_seconds=settings.mock_latency_seconds,
+    )
+
+
+class Runtime:
+    """Everything the front ends use, built from settings. See the module doc."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        provider: ImageProvider | None = None,
+        http: aiohttp.ClientSession | None = None,
+        database_path: str | Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.tasks = TaskGroup("runtime")
+        self.db = Database(database_path if database_path is not None else settings.database_path)
+        defaults = QuotaDefaults.from_settings(settings)
+        self.jobs = SqliteJobStore(self.db, self.clock, defaults)
+        self._own_http = http is None
+        self.http = http if http is not None else make_http_session()
+        self.downloader = SafeDownloader(
+            self.http, settings.download_allowed_hosts, settings.download_max_bytes
+        )
+        self.provider = provider or build_settings_provider(
+            settings, self.clock, self.http, self.downloader
+        )
+        price = settings.price_per_image_usd
+        if price is None:
+            price = self.provider.capabilities.price_per_image_usd
+        self.quotas = SqliteQuotaAdmin(self.db, self.clock, defaults, price)
+        self.engine = JobEngine(
+            self.jobs, self.provider, clock=self.clock, config=engine_config(settings)
+        )
+        self.callback_server: CallbackServer | None = None
+        if self.engine.callbacks_enabled:
+            self.callback_server = CallbackServer(
+                self.engine, settings.callback_host, settings.callback_port
+            )
+        elif settings.callback_enabled:
+            log.warning(
+                "CALLBACK_ENABLED is set but %s sends no callbacks: polling only",
+                self.provider.name,
+            )
+        self._opened = False
+        self._started = False
+
+    async def open(self) -> Runtime:
+        """Open the database (idempotent)."""
+        if not self._opened:
+            await self.db.open()
+            self._opened = True
+        return self
+
+    async def start(self) -> None:
+        """Open what is not open yet, start listening for callbacks, and resume the
+        stored jobs of every front end that registered its delivery port."""
+        if self._started:
+            return
+        await self.open()
+        if self.callback_server is not None:
+            await self.callback_server.start()
+        await self.engine.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop in order: engine work first (jobs stay stored for the next start),
+        then the callback server, background tasks, HTTP session and database."""
+        await self.engine.close()
+        if self.callback_server is not None:
+            await self.callback_server.close()
+        await self.tasks.close()
+        if self._own_http and not self.http.closed:
+            await self.http.close()
+        if self._opened:
+            await self.db.close()
+            self._opened = False
+        self._started = False
+
+    async def __aenter__(self) -> Runtime:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,211 @@
+"""Provider callbacks over real HTTP: the fake EvoLink server calls our callback server,
+which only makes the engine query the status now. Forged calls change nothing."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from bot.callback_server import CallbackServer
+from bot.core.clock import FakeClock
+from bot.core.download import SafeDownloader
+from bot.core.engine import CALLBACK_TOKEN, EngineConfig, JobEngine
+from bot.core.http import make_http_session
+from bot.core.models import JobState
+from bot.core.providers.base import RetryPolicy, Timeouts
+from bot.core.providers.evolink import EvolinkProvider
+from storage.db import Database
+from tests.engine_doubles import (
+    RecordingPort,
+    TrackedStore,
+    eventually,
+    eventually_async,
+    ledger,
+    make_store,
+    quiesce,
+    request,
+    requester,
+)
+from tests.fakes.providers import FakeEvolink
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    http = make_http_session()
+    yield http
+    await http.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeEvolink]:
+    async with FakeEvolink(require_https_callback=False) as server:
+        yield server
+
+
+@pytest.fixture
+def store(db: Database, clock: FakeClock) -> TrackedStore:
+    return make_store(db, clock)
+
+
+class Wired:
+    def __init__(
+        self, engine: JobEngine, server: CallbackServer, port: RecordingPort, base: str
+    ) -> None:
+        self.engine, self.server, self.port, self.base = engine, server, port, base
+
+
+@pytest.fixture
+async def wired(
+    session: aiohttp.ClientSession, fake: FakeEvolink, store: TrackedStore, clock: FakeClock
+) -> AsyncIterator[Wired]:
+    provider = EvolinkProvider(
+        session,
+        SecretStr(fake.api_key),
+        fake.base_url,
+        fake.files_url,
+        clock,
+        timeouts=Timeouts(submit=2, status=2, connect=1),
+        retry=RetryPolicy(attempts=1),
+        downloader=SafeDownloader(session, ["127.0.0.1"], max_bytes=1_000_000, timeout=2),
+        rng=random.Random(1),
+    )
+    # The public URL is only known once the server is bound: build the engine after.
+    holder: dict[str, JobEngine] = {}
+
+    class Late:
+        async def on_callback_request(self, provider: str, job_id: str, token: str) -> bool:
+            return await holder["engine"].on_callback_request(provider, job_id, token)
+
+    server = CallbackServer(Late(), "127.0.0.1", 0)
+    await server.start()
+    base = f"http://127.0.0.1:{server.bound_port}"
+    config = EngineConfig(callback_base_url=base, status_rps=100.0, status_burst=100)
+    engine = JobEngine(store, provider, clock=clock, config=config)  # type: ignore[arg-type]
+    holder["engine"] = engine
+    port = RecordingPort()
+    port.clock = clock
+    engine.register_delivery("test", port)
+    await engine.start()
+    try:
+        yield Wired(engine, server, port, base)
+    finally:
+        await engine.close()
+        await server.close()
+
+
+async def _running(store: TrackedStore, job_id: str) -> None:
+    async def running() -> bool:
+        job = await store.get(job_id)
+        return job is not None and job.state is JobState.RUNNING
+
+    await eventually_async(running, what="the job to be running")
+
+
+async def test_a_callback_brings_the_result_without_waiting_for_a_poll(
+    wired: Wired, fake: FakeEvolink, store: TrackedStore, db: Database
+) -> None:
+    assert wired.engine.callbacks_enabled
+    job = await wired.engine.submit(requester(), request(count=2))
+    task = await fake.next_task()
+    await _running(store, job.id)
+    stored = await store.get(job.id)
+    assert stored is not None
+    token = stored.delivery[CALLBACK_TOKEN]
+    assert task.callback_url == f"{wired.base}/callback/evolink/{job.id}/{token}"
+    assert len(token) >= 20  # unguessable
+
+    fake.complete(task.id)
+    assert await fake.send_callback(task.id) == 200
+    await eventually(lambda: bool(wired.port.delivered(job.id)), what="the delivery")
+    # The fake clock never moved: the callback, not a poll timer, fetched the result.
+    assert len(fake.requests_for("status")) == 1
+    assert len(fake.requests_for("result")) == 2
+    await eventually_async(lambda: _is_done(store, job.id), what="the job to be settled")
+    assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
+
+
+async def _is_done(store: TrackedStore, job_id: str) -> bool:
+    job = await store.get(job_id)
+    return job is not None and job.state is JobState.DONE
+
+
+async def test_forged_callbacks_change_nothing(
+    wired: Wired,
+    fake: FakeEvolink,
+    store: TrackedStore,
+    session: aiohttp.ClientSession,
+    clock: FakeClock,
+) -> None:
+    job = await wired.engine.submit(requester(), request(count=1))
+    task = await fake.next_task()
+    await _running(store, job.id)
+    stored = await store.get(job.id)
+    assert stored is not None
+    token = stored.delivery[CALLBACK_TOKEN]
+    forged_body = {
+        "id": task.id,
+        "status": "completed",
+        "progress": 100,
+        "results": ["https://evil.example/planted.png"],
+    }
+
+    async def post(path: str) -> int:
+        async with session.post(wired.base + path, json=forged_body) as response:
+            return response.status
+
+    # Unknown job, wrong token, wrong provider: refused, and no status query made.
+    assert await post(f"/callback/evolink/{'x' * 10}/{token}") == 404
+    assert await post(f"/callback/evolink/{job.id}/{'A' * len(token)}") == 404
+    assert await post(f"/callback/apixo/{job.id}/{token}") == 404
+    assert await post(f"/callback/evolink/{job.id}/t%C3%B6ken") == 404
+    assert await wired.engine.on_provider_callback("evolink", "task-unknown") is False
+    assert fake.requests_for("status") == []
+
+    # The right URL with a planted body: the engine asks the provider, which says the
+    # task is still running; the planted URL is never fetched, nothing is delivered.
+    assert await post(f"/callback/evolink/{job.id}/{token}") == 200
+    await eventually(lambda: len(fake.requests_for("status")) == 1, what="a status query")
+    await quiesce(store)
+    current = await store.get(job.id)
+    assert current is not None and current.state is JobState.RUNNING
+    assert current.result_urls == [] and wired.port.deliveries == []
+
+    # Results only ever come from a status query: the real ones, from the provider.
+    fake.complete(task.id)
+    await clock.advance(wired.engine.config.poll.callback_interval)  # the safety-net poll
+    await eventually(lambda: bool(wired.port.delivered(job.id)), what="the delivery")
+    done = await store.get(job.id)
+    assert done is not None
+    assert done.result_urls == [fake.result_url(task.id, 0)]
+    assert all("evil" not in r.path for r in fake.requests)
+
+
+async def test_polling_is_only_a_slow_safety_net_with_callbacks(
+    wired: Wired, fake: FakeEvolink, store: TrackedStore, clock: FakeClock
+) -> None:
+    job = await wired.engine.submit(requester(), request())
+    await fake.next_task()
+    await _running(store, job.id)
+    for _ in range(4):
+        await clock.advance(15.0)
+        await quiesce(store)
+    polls = len(fake.requests_for("status"))
+    assert 1 <= polls <= 2  # 60 s with a 30 s safety net, instead of ~11 polls
+
+
+async def test_the_server_ignores_other_paths_and_big_bodies(
+    wired: Wired, session: aiohttp.ClientSession
+) -> None:
+    async with session.get(wired.base + "/healthz") as response:
+        assert response.status == 200
+    async with session.get(wired.base + "/callback/evolink/a/b") as response:
+        assert response.status == 405
+    async with session.post(wired.base + "/anything") as response:
+        assert response.status == 404
+    big = b"x" * (200 * 1024)
+    async with session.post(wired.base + "/callback/evolink/a/b", data=big) as response:
+        assert response.status in (404, 413)

@@ -1,0 +1,360 @@
+"""The console and `wanbot generate` on the real Runtime (SQLite, engine, quotas), driven
+in-process with a FakeClock, against the mock provider and the fake provider servers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from PIL import Image
+
+from bot.cli import build_parser
+from bot.console.app import serve_console
+from bot.console.commands import ImagineCommand
+from bot.console.generate import generate
+from bot.console.hosting import LocalImageHost
+from bot.console.inputs import prepare_request
+from bot.core.clock import FakeClock
+from bot.core.errors import ValidationFailed
+from bot.core.models import JobState
+from bot.core.providers import EvolinkProvider, MockProvider
+from bot.core.quota import DIRECT_SCOPE
+from bot.runtime import Runtime
+from bot.settings import Settings, load_settings
+from tests.fakes.providers import FakeApixo, FakeEvolink, Fault
+
+T = TypeVar("T")
+
+
+async def drive(clock: FakeClock, work: Awaitable[T], *, timeout: float = 30.0) -> T:
+    """Run `work`, moving the fake clock on whenever it is waiting (a 60 s job takes
+    milliseconds); fail after `timeout` real seconds."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not task.done():
+        if loop.time() > end:
+            task.cancel()
+            raise AssertionError("the command did not finish")
+        await asyncio.wait([task], timeout=0.01)
+        if not task.done():
+            await clock.advance(0.5)
+    return task.result()
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "wan_provider": "mock",
+        "mock_latency_seconds": 4.0,
+        "database_path": tmp_path / "db.sqlite3",
+        "output_dir": tmp_path / "out",
+        "progress_update_seconds": 0.5,
+    }
+    values.update(overrides)
+    return load_settings(env_file=None, **values)
+
+
+def _factory(clock: FakeClock) -> Callable[[Settings], Runtime]:
+    return lambda settings: Runtime(settings, clock=clock)
+
+
+def _photo(path: Path, size: tuple[int, int] = (512, 400)) -> Path:
+    Image.new("RGB", size, (200, 60, 30)).save(path, "PNG")
+    return path
+
+
+def _decoded_sizes(paths: list[Path]) -> list[tuple[int, int]]:
+    sizes = []
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+            sizes.append(image.size)
+    return sizes
+
+
+async def _console(
+    settings: Settings, clock: FakeClock, script: str, stop: asyncio.Event | None = None
+) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await drive(
+        clock,
+        serve_console(settings, stop or asyncio.Event(), io.StringIO(script), out, _factory(clock)),
+    )
+    return code, out.getvalue()
+
+
+async def test_console_script_runs_jobs_and_saves_files(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path)
+    photo = _photo(tmp_path / "in.png")
+    script = (
+        "/imagine a lighthouse at dusk --aspect 16:9 -n 2\n"
+        f"/edit {photo} make it snowy\n"
+        "prompt:a red fox count:1 aspect:3:4\n"
+        "/usage\n"
+    )
+    code, shown = await _console(settings, clock, script)
+
+    assert code == 0
+    assert "MOCK MODE" in shown and "DISCORD_TOKEN" in shown and "APIXO_API_KEY" in shown
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 4, shown
+    sizes = _decoded_sizes(files)
+    shapes = sorted("wide" if w > h else "tall" if w < h else "square" for w, h in sizes)
+    assert shapes == ["square", "tall", "wide", "wide"]  # 16:9 x2, the 1:1 edit, the 3:4 fox
+    for path in files:
+        assert str(path) in shown
+    assert "You have used 4 of 25 images this day" in shown
+    assert "done, 2 images saved" in shown and "generating" in shown
+
+    # Everything was settled: charged == delivered, nothing left running.
+    rt = Runtime(settings, clock=clock)
+    async with rt:
+        assert await rt.jobs.active_jobs() == []
+        jobs = await rt.jobs.user_jobs("console", "local")
+        assert sorted(job.delivered for job in jobs) == [1, 1, 2]
+        assert all(job.state is JobState.DONE for job in jobs)
+        assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 4
+
+
+async def test_console_quota_admin_and_refusals(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path)
+    script = (
+        "/quota set 2 day\n"
+        "/imagine a cat -n 3\n"
+        "/quota grant 1\n"
+        "/usage\n"
+        "/quota block local testing\n"
+        "/imagine a cat\n"
+        "/quota unblock\n"
+        "/imagine a cat --aspect 5:4\n"
+        "/imagine\n"
+        "/edit ./missing.png make it red\n"
+        "/cancel zzzzzzzzzz\n"
+        "/quota budget 10\n"
+        "/quota report\n"
+        "/jobs\n"
+        "/frobnicate\n"
+        "/quit\n"
+        "/imagine never runs\n"
+    )
+    code, shown = await _console(settings, clock, script)
+    assert code == 0
+    assert "local may now generate 2 images per day." in shown
+    assert "Quota: This needs 3 images but you have 2 of 2 left" in shown
+    assert "used 0 of 3 (incl. 1 granted) images this day; 3 left" in shown
+    assert "Quota: You are blocked" in shown
+    assert "aspect ratio 5:4 is not available" in shown
+    assert "the prompt is empty" in shown
+    assert "there is no file" in shown
+    assert "There is no job zzzzzzzzzz." in shown
+    assert "Budget: 10 images per month." in shown
+    assert "This month: 0 images" in shown
+    assert "No jobs yet" in shown
+    assert "unknown command /frobnicate" in shown
+    assert shown.rstrip().endswith("Bye.")
+    assert not (tmp_path / "out").exists()  # nothing was generated
+
+
+async def test_cancel_from_the_console(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path, mock_latency_seconds=600.0)
+    out = io.StringIO()
+    stdin_r, stdin_w = _pipe()
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(
+        drive(clock, serve_console(settings, stop, stdin_r, out, _factory(clock)))
+    )
+    stdin_w.write("/imagine a slow cat\n")
+    stdin_w.flush()
+    job_id = await _until(lambda: _queued_id(out.getvalue()))
+    stdin_w.write(f"/cancel {job_id.upper()}\n")
+    stdin_w.flush()
+    await _until(lambda: "Cancelled" in out.getvalue() or None)
+    stdin_w.close()
+    assert await task == 0
+    assert f"[{job_id}] Cancelled" in out.getvalue()
+    assert "You were not charged" in out.getvalue()
+
+
+def _pipe() -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
+    read_fd, write_fd = os.pipe()
+    return os.fdopen(read_fd, "r"), os.fdopen(write_fd, "w")
+
+
+def _queued_id(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("[") and "] queued:" in line:
+            return line[1 : line.index("]")]
+    return None
+
+
+async def _until(value: Callable[[], T | None], timeout: float = 20.0) -> T:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while (found := value()) is None:
+        assert loop.time() < end, "timed out"
+        await asyncio.sleep(0)
+    return found
+
+
+async def test_interactive_terminal_prompts_and_ctrl_d_leaves(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = _settings(tmp_path, mock_latency_seconds=600.0)
+    controller, terminal = os.openpty()
+    stdin = os.fdopen(terminal, "r")
+    out = io.StringIO()
+    task = asyncio.ensure_future(
+        drive(clock, serve_console(settings, asyncio.Event(), stdin, out, _factory(clock)))
+    )
+    try:
+        os.write(controller, b"/imagine a slow cat\n")
+        await _until(lambda: _queued_id(out.getvalue()))
+        os.write(controller, b"\x04")  # Ctrl-D at the start of a line: end of input
+        assert await task == 0
+    finally:
+        stdin.close()
+        os.close(controller)
+    shown = out.getvalue()
+    assert "\n> " in shown  # the prompt
+    assert shown.rstrip().endswith("they are saved and finish the next time wanbot starts.")
+
+
+async def test_empty_stdin_explains_and_builds_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path)
+    code, shown = await _console(settings, clock, "")
+    assert code == 0
+    assert "needs a terminal" in shown and "DISCORD_TOKEN" in shown
+    assert not settings.database_path.exists()
+
+
+# --- wanbot generate -------------------------------------------------------------
+
+
+async def _generate(
+    settings: Settings, clock: FakeClock, argv: list[str], stop: asyncio.Event | None = None
+) -> tuple[int, str, str]:
+    args = build_parser().parse_args(["generate", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = await drive(
+        clock, generate(settings, args, stop or asyncio.Event(), out, err, _factory(clock))
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_generate_against_fake_apixo(tmp_path: Path, clock: FakeClock) -> None:
+    async with FakeApixo(api_key="sk-right", complete_after=2) as fake:
+        settings = _settings(
+            tmp_path,
+            wan_provider=None,
+            apixo_api_key="sk-right",
+            apixo_base_url=fake.base_url,
+            download_allowed_hosts="127.0.0.1",
+        )
+        code, out, err = await _generate(
+            settings, clock, ["a cat", "-n", "2", "--aspect", "16:9", "--out", str(tmp_path / "g")]
+        )
+        assert code == 0, err
+        paths = [Path(line) for line in out.splitlines()]
+        assert [p.parent for p in paths] == [tmp_path / "g"] * 2
+        assert len(_decoded_sizes(paths)) == 2
+        [submit] = fake.requests_for("submit")
+        assert submit.json["input"]["num_images"] == 2
+        assert submit.json["input"]["aspect_ratio"] == "16:9"
+        assert "sk-right" not in out + err
+
+
+async def test_generate_local_file_with_apixo_needs_a_url(tmp_path: Path, clock: FakeClock) -> None:
+    async with FakeApixo(api_key="sk-right") as fake:
+        settings = _settings(
+            tmp_path, wan_provider="apixo", apixo_api_key="sk-right", apixo_base_url=fake.base_url
+        )
+        photo = _photo(tmp_path / "in.png")
+        code, out, err = await _generate(settings, clock, ["edit it", "--image", str(photo)])
+        assert code == 2
+        assert out == ""
+        assert "only fetches input images from public URLs" in err
+        assert fake.requests == []  # nothing was sent, nothing spent
+
+
+async def test_generate_billing_failure_blames_the_provider_account(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with FakeApixo(api_key="sk-right") as fake:
+        fake.script_submit_fault(Fault.http(402))
+        settings = _settings(
+            tmp_path, wan_provider="apixo", apixo_api_key="sk-right", apixo_base_url=fake.base_url
+        )
+        code, out, err = await _generate(settings, clock, ["a cat", "-n", "3"])
+        assert code == 1
+        assert out == ""
+        assert "The bot's image service is unavailable (billing/key)" in err
+        assert "`wanbot doctor` shows what to fix" in err
+        assert "You were not charged" in err
+        rt = Runtime(settings, clock=clock)
+        async with rt:
+            assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 0
+
+
+async def test_generate_bad_options_exit_2(tmp_path: Path, clock: FakeClock) -> None:
+    code, out, err = await _generate(_settings(tmp_path), clock, ["a cat", "-n", "9"])
+    assert (code, out) == (2, "")
+    assert "the image count must be 1-4; got 9" in err
+
+
+async def test_generate_stop_cancels_the_job(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path, mock_latency_seconds=600.0)
+    stop = asyncio.Event()
+    args = build_parser().parse_args(["generate", "a slow cat"])
+    out, err = io.StringIO(), io.StringIO()
+    task = asyncio.ensure_future(
+        drive(clock, generate(settings, args, stop, out, err, _factory(clock)))
+    )
+    await _until(lambda: "sending to the provider" in err.getvalue() or None)
+    stop.set()
+    assert await task == 1
+    assert out.getvalue() == ""
+    assert "Cancelled" in err.getvalue()
+
+
+# --- images from this machine ------------------------------------------------------
+
+
+async def test_local_files_become_data_uris_or_evolink_uploads(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    photo = _photo(tmp_path / "in.png")
+    command = ImagineCommand(prompt="edit", images=(str(photo),))
+    mock = MockProvider(clock, 0)
+    prepared = await prepare_request(command, mock, fetch=_NoFetch(), host=LocalImageHost(mock))
+    assert prepared.request.images[0].url.startswith("data:image/png;base64,")
+
+    import aiohttp
+    from pydantic import SecretStr
+
+    async with FakeEvolink() as fake, aiohttp.ClientSession() as http:
+        evolink = EvolinkProvider(
+            http, SecretStr(fake.api_key), fake.base_url, fake.files_url, clock
+        )
+        prepared = await prepare_request(
+            command, evolink, fetch=_NoFetch(), host=LocalImageHost(evolink)
+        )
+        assert prepared.request.images[0].url.startswith(fake.origin)
+        assert len(fake.requests_for("upload")) == 1
+
+    with pytest.raises(ValidationFailed, match="no file"):
+        await prepare_request(
+            ImagineCommand(prompt="x", images=("nope.png",)),
+            mock,
+            fetch=_NoFetch(),
+            host=LocalImageHost(mock),
+        )
+
+
+class _NoFetch:
+    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Any:
+        raise AssertionError("no download expected")

@@ -1,0 +1,118 @@
+"""Restarts: a job in flight is delivered exactly once by the next process, through the
+channel (the old interaction token is gone), and buttons keep working."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.core.clock import FakeClock
+from bot.core.models import Job, JobState
+from bot.core.providers.mock import MockProvider
+from tests.fakes.discord import FakeDiscord, FakeUser
+from tests.fakes.discord.harness import running_bot
+
+
+@pytest.fixture
+async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(clock=clock) as server:
+        yield server
+
+
+@pytest.fixture
+def alice(fake: FakeDiscord) -> FakeUser:
+    return fake.add_user("alice")
+
+
+async def test_a_job_in_flight_is_delivered_once_after_a_restart(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    db = tmp_path / "wanbot.sqlite3"
+    async with running_bot(fake, db, clock, latency=120) as first:
+        interaction = await fake.slash("imagine", alice, {"prompt": "a ship at sea"})
+        await first.drive(lambda: first.busy.count == 0 and first.mock.task_count == 1)
+        job = await first.latest_job()
+        assert job.state is JobState.RUNNING
+        mock = first.mock
+    restart_seq = fake.last_seq
+    async with running_bot(fake, db, clock, mock=mock) as second:
+        [message] = await second.wait_results(job.id)
+        await second.finish()
+        done = await second.job(job.id)
+        assert done.state is JobState.DONE and done.delivered == 1
+        assert message["channel_id"] == interaction.original_message_id  # its thread
+        after = [r for r in fake.requests if r.seq > restart_seq]
+        assert not any(r.path.startswith("/webhooks/") for r in after)  # token not reused
+        status_edits = [r for r in after if r.matches("PATCH", r"/channels/\d+/messages/\d+")]
+        assert status_edits and status_edits[-1].ok
+        assert len(second.result_messages()) == 1
+
+
+def keep_results_downloadable(mock: MockProvider) -> None:
+    """Real providers serve result URLs for hours; the mock forgets them once fetched."""
+    real = mock.download_result
+    cache: dict[str, Any] = {}
+
+    async def download_result(url: str, index: int) -> Any:
+        if url not in cache:
+            cache[url] = await real(url, index)
+        return cache[url]
+
+    mock.download_result = download_result  # type: ignore[method-assign]
+
+
+async def test_a_crash_after_posting_does_not_post_twice(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    db = tmp_path / "wanbot.sqlite3"
+    async with running_bot(fake, db, clock) as first:
+        keep_results_downloadable(first.mock)
+        port = first.bot.delivery
+        real_deliver = port.deliver
+        posted = asyncio.Event()
+
+        async def deliver_then_hang(job: Job, images: list[Any], notes: list[str]) -> Any:
+            await real_deliver(job, images, notes)
+            posted.set()
+            await asyncio.Event().wait()  # the process dies before recording it
+
+        first.rt.engine.register_delivery("discord", port)
+        port.deliver = deliver_then_hang  # type: ignore[method-assign]
+        await fake.slash("imagine", alice, {"prompt": "a tower", "count": 2})
+        await first.drive(lambda: posted.is_set())
+        job = await first.latest_job()
+        assert job.state is JobState.DELIVERING
+        mock = first.mock
+    assert len(fake.threads()) == 1
+    async with running_bot(fake, db, clock, mock=mock) as second:
+        await second.finish()
+        done = await second.job(job.id)
+    assert done.state is JobState.DONE and done.delivered == 2
+    [message] = [m for m in fake.messages.values() if m["attachments"] and m["author"]["bot"]]
+    assert done.delivery["result_message_ids"] == [message["id"]]
+    assert done.delivery["thread_id"] == message["channel_id"]
+    assert len(fake.threads()) == 1
+    posts = fake.find_requests("POST", rf"/channels/{message['channel_id']}/messages")
+    assert len(posts) == 2 and all(p.json["nonce"] == f"wb{job.id}0" for p in posts)
+
+
+async def test_buttons_posted_before_a_restart_still_work(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    db = tmp_path / "wanbot.sqlite3"
+    async with running_bot(fake, db, clock) as first:
+        await fake.slash("imagine", alice, {"prompt": "a bridge"})
+        [message] = await first.wait_results()
+        await first.finish()
+        job = await first.latest_job()
+    async with running_bot(fake, db, clock) as second:
+        reroll = await fake.click(alice, message["id"], f"wanbot:reroll:{job.id}")
+        await fake.wait_callback(reroll)
+        await second.drive(lambda: len(second.result_messages()) == 2)
+        await second.finish()
+        again = await second.latest_job()
+        assert again.parent_job_id == job.id and again.state is JobState.DONE

@@ -1,0 +1,94 @@
+"""Pure parts of the Discord front end: re-encoding, wording, ids and stored targets."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from PIL import Image
+
+from bot.core.errors import QuotaDenied, QuotaReason, ValidationFailed
+from bot.core.models import ErrorKind, ResultImage, UserError
+from bot.discord.delivery import Target, nonce_for, result_filename
+from bot.discord.imaging import CannotFit, fit_bytes, fit_images
+from bot.discord.render import failure_text, progress_bar, user_error_text
+from bot.discord.views import CUSTOM_ID, custom_id
+
+
+def noisy_png(side: int, seed: int) -> bytes:
+    """A PNG that compresses badly (random pixels), so re-encoding has work to do."""
+    rng = random.Random(seed)
+    img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_fit_bytes_shrinks_under_the_limit_and_flattens_alpha() -> None:
+    rgba = Image.new("RGBA", (800, 800), (255, 0, 0, 0))
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    big = noisy_png(600, seed=3)
+    for data, limit in ((buffer.getvalue(), 4000), (big, 60_000)):
+        out = fit_bytes(data, limit)
+        assert len(out) <= limit
+        with Image.open(io.BytesIO(out)) as img:
+            assert img.format == "JPEG" and img.mode == "RGB"
+    with pytest.raises(CannotFit):
+        fit_bytes(big, 50)
+
+
+async def test_fit_images_keeps_small_ones_and_notes_changes() -> None:
+    small = ResultImage(index=0, data=b"tiny", content_type="image/png", filename="a.png")
+    large = ResultImage(
+        index=1, data=noisy_png(300, seed=1), content_type="image/png", filename="b.png"
+    )
+    fitted, notes = await fit_images([small, large], 40_000)
+    assert fitted[0] is small
+    assert fitted[1].filename == "b.jpg" and len(fitted[1].data) <= 40_000
+    assert notes == ["image 2 was re-encoded as JPEG to fit Discord's 39 KB upload limit"]
+
+
+def test_nonces_and_filenames_are_short_and_stable() -> None:
+    assert nonce_for("k3f9x2m7qa", 0) == "wbk3f9x2m7qa0" and len(nonce_for("x" * 40, 9)) <= 25
+    assert result_filename("k3f9x2m7qa", 1, "png") == "wan_k3f9x2m7qa_2.png"
+
+
+def test_button_ids_round_trip() -> None:
+    match = CUSTOM_ID.fullmatch(custom_id("edit", "k3f9x2m7qa", 3))
+    assert match is not None and match["action"] == "edit" and match["index"] == "3"
+    assert CUSTOM_ID.fullmatch(custom_id("reroll", "k3f9x2m7qa"))
+    assert CUSTOM_ID.fullmatch("wanbot:steal:k3f9x2m7qa") is None
+
+
+def test_targets_survive_a_round_trip_through_job_delivery() -> None:
+    target = Target(channel_id="1", guild_id="2", status_message_id="3", mode="inline")
+    data = target.to_delivery()
+    again = Target(**{k: v for k, v in data.items()})
+    assert again == Target(**{**target.__dict__, "status_channel_id": "1"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        (ErrorKind.USER_INPUT, "Your prompt or image could not be used"),
+        (ErrorKind.QUOTA, "limit reached"),
+        (ErrorKind.PROVIDER_CONFIG, "not your fault"),
+        (ErrorKind.PROVIDER_OUTAGE, "overloaded"),
+        (ErrorKind.TIMEOUT, "did not finish in time"),
+        (ErrorKind.CANCELLED, "cancelled"),
+        (ErrorKind.INTERNAL, "on our side"),
+    ],
+)
+def test_failure_text_names_the_true_cause(kind: ErrorKind, fragment: str) -> None:
+    text = failure_text(UserError(kind=kind, message="limit reached", job_id="k3f9x2m7qa"))
+    assert fragment in text
+
+
+def test_user_errors_are_specific() -> None:
+    text = user_error_text(ValidationFailed(["the prompt is empty", "image 1 is tiny"]))
+    assert "• the prompt is empty\n• image 1 is tiny" in text
+    quota = user_error_text(QuotaDenied(QuotaReason.USER_LIMIT, "You have used 5 of 5."))
+    assert quota.startswith("You have used 5 of 5.") and "/usage" in quota
+    assert progress_bar(50) == "█████░░░░░ 50%"
