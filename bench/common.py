@@ -4,6 +4,7 @@ measurements (CPU, peak RSS, event-loop lag) and a description of the machine.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import platform
@@ -194,6 +195,35 @@ class LoopLag:
 
     def reset(self) -> None:
         self.samples = []
+
+
+class GcPauses:
+    """Records how long each garbage collection held the interpreter (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((int(info["generation"]), time.perf_counter() - self._started))
+
+    def worst(self, generation: int | None = None) -> float:
+        return max(
+            (s for g, s in self.pauses if generation is None or g == generation), default=0.0
+        )
+
+    def count(self, generation: int) -> int:
+        return sum(1 for g, _ in self.pauses if g == generation)
 
 
 # --- the machine -------------------------------------------------------------------------

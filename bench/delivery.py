@@ -223,10 +223,8 @@ def run() -> Section:
             )
         )
         for run_ in (ours, fixed):
-            e2e_rows.append(
-                [like, run_.scheduler, f"{run_.delivered}/{run_.jobs}"]
-                + _row("", run_.lags, run_.calls)[1:]
-            )
+            counts = f"{run_.delivered}/{run_.jobs}"
+            e2e_rows.append([like, run_.scheduler, counts, *_row("", run_.lags, run_.calls)[1:]])
             work_rows.append(
                 [
                     like,
@@ -251,9 +249,10 @@ def run() -> Section:
                 lags = [lag for lag, _ in rows]
                 calls = [c for _, c in rows]
                 sim_rows.append([like, name, part, *_row("", lags, calls)[1:]])
+    e2e_header = ["provider", "scheduler", "delivered", "lag p50", "lag p95", "status calls / job"]
     body = f"""End to end ({JOBS} jobs per row, clock x{SCALE:g}, one fresh bot and world per row):
 
-{md_table(["provider", "scheduler", "delivered", "lag p50", "lag p95", "status calls / job"], e2e_rows)}
+{md_table(e2e_header, e2e_rows)}
 
 Engine scheduler / fixed schedule (below 1 is better):
 

@@ -45,12 +45,9 @@ class World:
             response.raise_for_status()
             return await response.json()
 
-    async def dispatch(
-        self, n: int, *, rate: float, kind: str, label: str | None = None, count: int = 1
-    ) -> None:
+    async def dispatch(self, n: int, *, rate: float, kind: str, label: str | None = None) -> None:
         """Ask the world to send `n` /imagine interactions at `rate` per second."""
-        body = {"n": n, "rate": rate, "kind": kind, "label": label or kind, "count": count}
-        await self.post("/dispatch", body)
+        await self.post("/dispatch", {"n": n, "rate": rate, "kind": kind, "label": label or kind})
 
     async def state(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.get("/state")

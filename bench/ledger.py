@@ -46,7 +46,9 @@ async def _user(
     while not stop.is_set():
         serial += 1
         now = clock.now()
-        request = GenerationRequest(prompt=f"a lighthouse at dusk #{serial}", count=rng.randint(1, 4))
+        request = GenerationRequest(
+            prompt=f"a lighthouse at dusk #{serial}", count=rng.randint(1, 4)
+        )
         job = Job(
             id=f"u{index}-{serial}",
             requester=requester,

@@ -9,7 +9,8 @@ Kinds of task (chosen by a tag in the prompt, so both processes agree):
 - normal: duration 20 + 40 * Beta(2, 3) s (20-60 s, mean 36 s, mode 33 s);
 - fill: already part-way through, for starting a benchmark in steady state: the
   time left is uniform over 1-60 s, as it is for jobs caught mid-flight;
-- probe: 1 s, for requests whose only purpose is to measure their acknowledgement.
+- probe: refused at submit (HTTP 400), for requests whose only purpose is to
+  measure their acknowledgement: the job ends at once instead of adding to the load.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Timing:
 
 def draw(rng: random.Random, kind: str) -> Timing:
     if kind == "probe":
-        return Timing(queued=0.2, duration=1.0, gamma=1.0)
+        return Timing(queued=0.0, duration=0.0, gamma=1.0)  # never runs: refused
     queued = rng.uniform(0.0, 3.0)
     gamma = rng.uniform(0.8, 1.25)
     if kind == "fill":

@@ -1,7 +1,8 @@
 """The repo's fake APIXO and EvoLink servers (tests/fakes/providers.py), made to run
 their tasks by themselves on a shared clock (see bench/model.py for the timing).
 
-A status query answers from the clock: pending, then running with progress (EvoLink
+Submits of acknowledgement probes are refused (HTTP 400). A status query answers
+from the clock: pending, then running with progress (EvoLink
 reports it, APIXO does not), then completed. The instant a task finished is known
 exactly (submit + duration, on the clock), and so is the instant the first status
 query saw it. Result images are tiny PNGs carrying their task id in a text chunk,
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
 from PIL import Image, PngImagePlugin
 
 from bench.common import ScaledClock
@@ -55,6 +57,13 @@ class SelfDriving:
 
     def prompt_of(self, body: Any) -> str:
         raise NotImplementedError
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        tagged = parse_tag(self.prompt_of(await request.json()))
+        if tagged is not None and tagged[0] == "probe":
+            refuse: Any = self.error_response  # type: ignore[attr-defined]
+            return refuse(400, None, "refused on purpose (an acknowledgement probe)")  # type: ignore[no-any-return]
+        return await super()._submit(request)  # type: ignore[misc,no-any-return]
 
     def _add_task(self, task: FakeTask) -> FakeTask:
         added = super()._add_task(task)  # type: ignore[misc]

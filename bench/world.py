@@ -44,7 +44,7 @@ class World:
         self.interactions: list[tuple[str, FakeInteraction]] = []  # (label, interaction)
         self.posted: dict[str, float] = {}  # task id -> time.monotonic() of the upload
         self._scanned = 0
-        self.dispatching = 0
+        self.dispatching: dict[str, int] = {}  # label -> interactions still to send
         self.lag = LoopLag(0.01)
         self.stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -88,25 +88,25 @@ class World:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         """Start sending `n` /imagine interactions at `rate` per second (in the
-        background), each asking for `count` images of a task of `kind`."""
+        background); each asks for one image of a task of `kind`."""
         body = await request.json()
         kind = str(body.get("kind", "normal"))
         if kind not in KINDS:
             return web.json_response({"error": f"unknown kind {kind}"}, status=400)
         n, rate = int(body["n"]), float(body.get("rate", 100.0))
         label = str(body.get("label", kind))
-        count = int(body.get("count", 1))
-        task = asyncio.get_running_loop().create_task(self._send(n, rate, kind, label, count))
+        task = asyncio.get_running_loop().create_task(self._send(n, rate, kind, label))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return web.json_response({"ok": True})
 
-    async def _send(self, n: int, rate: float, kind: str, label: str, count: int) -> None:
+    async def _send(self, n: int, rate: float, kind: str, label: str) -> None:
         if not self.discord.connected:
             await self.discord.wait_connected(timeout=30.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        self.dispatching += n
+        self.dispatching[label] = self.dispatching.get(label, 0) + n
+        sent = 0
         try:
             for i in range(n):
                 delay = start + i / rate - loop.time()
@@ -114,14 +114,13 @@ class World:
                     await asyncio.sleep(delay)
                 serial = next(self.serials)
                 user = self.users[serial % len(self.users)]
-                options: dict[str, Any] = {"prompt": f"{PROMPT} {tag(kind, serial)}"}
-                if count != 1:
-                    options["count"] = count
+                options = {"prompt": f"{PROMPT} {tag(kind, serial)}"}
                 interaction = await self.discord.slash("imagine", user, options)
                 self.interactions.append((label, interaction))
-                self.dispatching -= 1
+                self.dispatching[label] -= 1
+                sent += 1
         finally:
-            self.dispatching = max(0, self.dispatching)
+            self.dispatching[label] -= n - sent
 
     async def _state(self, request: web.Request) -> web.Response:
         self._scan_uploads()

@@ -88,8 +88,10 @@ async def test_a_flood_from_one_user_gets_exactly_the_quota(
         refused = (await world.drive(lambda: answered(world, interactions, 10))).refused
         assert len(refused) == FLOOD - 10
         acks = sorted(i.ack_real_seconds or 0.0 for i in interactions)
-        print(f"flood of {FLOOD}: acknowledged in {acks[len(acks) // 2]:.2f} s (median), "
-              f"{acks[-1]:.2f} s (max)")
+        print(
+            f"flood of {FLOOD}: acknowledged in {acks[len(acks) // 2]:.2f} s (median), "
+            f"{acks[-1]:.2f} s (max)"
+        )
         for text in refused.values():
             assert "You have used 10 of 10 images today" in text, text
         # Refused requests leave no status message behind; admitted ones keep theirs.
@@ -223,9 +225,7 @@ async def test_members_cannot_use_admin_commands_even_when_discord_lets_them(
         before = await admin_state(world)
         for group, command in commands:
             options = {p.name: _value(world, p, target) for p in command.parameters}
-            interaction = await world.fake.slash(
-                group, member, options, subcommand=command.name
-            )
+            interaction = await world.fake.slash(group, member, options, subcommand=command.name)
             await world.fake.wait_callback(interaction)
             await world.settle()
             text = private_answer(world.fake, interaction)

@@ -43,9 +43,12 @@ async def set_repair(world: World, enabled: bool) -> None:
         "config", world.fake.owner, {"enabled": enabled}, subcommand="normalization"
     )
     await world.fake.wait_callback(command)
-    await world.drive(lambda: world.bot.configs.peek(world.fake.guild_id))
-    config = world.bot.configs.peek(world.fake.guild_id)
-    assert config is not None and config.normalize_images is enabled
+
+    def applied() -> bool:
+        config = world.bot.configs.peek(world.fake.guild_id)
+        return config is not None and config.normalize_images is enabled
+
+    await world.drive(applied)
 
 
 async def run_case(world: World, case: ImageCase, normalize: bool) -> list[str]:

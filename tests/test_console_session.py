@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,10 +187,8 @@ def _pipe() -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
 
 
 def _queued_id(text: str) -> str | None:
-    for line in text.splitlines():
-        if line.startswith("[") and "] queued:" in line:
-            return line[1 : line.index("]")]
-    return None
+    match = re.search(r"\[(\w+)\] queued:", text)
+    return match.group(1) if match else None
 
 
 async def _until(value: Callable[[], T | None], timeout: float = 20.0) -> T:
@@ -222,6 +221,26 @@ async def test_interactive_terminal_prompts_and_ctrl_d_leaves(
     shown = out.getvalue()
     assert "\n> " in shown  # the prompt
     assert shown.rstrip().endswith("they are saved and finish the next time wanbot starts.")
+
+
+async def test_a_failed_image_upload_is_reported_and_the_session_goes_on(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with FakeEvolink(api_key="ek-right") as fake:
+        fake.script_fault("upload", *[Fault.http(500)] * 6)
+        settings = _settings(
+            tmp_path,
+            wan_provider="evolink",
+            evolink_api_key="ek-right",
+            evolink_base_url=fake.base_url,
+            evolink_files_url=fake.files_url,
+        )
+        photo = _photo(tmp_path / "in.png")
+        code, shown = await _console(settings, clock, f"/edit {photo} make it red\n/usage\n")
+        assert fake.requests_for("submit") == []
+    assert code == 0
+    assert "could not be uploaded to evolink" in shown and "Nothing was charged" in shown
+    assert "You have used 0 of 25 images" in shown
 
 
 async def test_empty_stdin_explains_and_builds_nothing(tmp_path: Path, clock: FakeClock) -> None:

@@ -77,8 +77,8 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-T, U, C, O = ErrorKind.TIMEOUT, ErrorKind.USER_INPUT, ErrorKind.PROVIDER_CONFIG, ErrorKind.INTERNAL
-OUTAGE = ErrorKind.PROVIDER_OUTAGE
+T, U, C = ErrorKind.TIMEOUT, ErrorKind.USER_INPUT, ErrorKind.PROVIDER_CONFIG
+OUTAGE, BUG = ErrorKind.PROVIDER_OUTAGE, ErrorKind.INTERNAL
 MANY = 60
 
 CASES = [
@@ -108,7 +108,8 @@ CASES = [
     Case("status-500-storm", provider_faults("status", *[Fault.http(500)] * MANY), fails=OUTAGE,
          submits=1),
     Case("status-malformed-then-ok",
-         provider_faults("status", Fault.malformed_json(), Fault.html(502), Fault.malformed_json())),
+         provider_faults("status", Fault.malformed_json(), Fault.html(502),
+                         Fault.malformed_json())),
     Case("status-timeouts-then-ok", provider_faults("status", Fault.hang(), Fault.hang()),
          fast=True),
     Case("status-401", provider_faults("status", *[Fault.http(401)] * MANY), fails=C),
@@ -131,12 +132,12 @@ CASES = [
     Case("discord-429-global", discord_fault("POST", RESULTS_POST, 429, retry_after=0.05,
                                              is_global=True)),
     Case("discord-500-once", discord_fault("POST", RESULTS_POST, 500)),
-    Case("discord-503-storm", discord_fault("POST", RESULTS_POST, 503, times=MANY), fails=O),
+    Case("discord-503-storm", discord_fault("POST", RESULTS_POST, 503, times=MANY), fails=BUG),
     Case("discord-413-once", discord_fault("POST", RESULTS_POST, 413, code=40005,
                                            message="Request entity too large")),
     Case("discord-413-always", discord_fault("POST", RESULTS_POST, 413, code=40005,
                                              message="Request entity too large", times=MANY),
-         fails=O),
+         fails=BUG),
     Case("discord-50027-status-edits", discord_fault("PATCH", STATUS_EDIT, 401, code=50027,
                                                      message="Invalid Webhook Token", times=MANY)),
     Case("discord-10062-status-edits", discord_fault("PATCH", STATUS_EDIT, 404, code=10062,

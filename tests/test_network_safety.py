@@ -122,7 +122,12 @@ async def test_input_downloads_are_capped_while_streaming(
             "config", world.fake.owner, {"enabled": False}, subcommand="normalization"
         )
         await world.fake.wait_callback(command)
-        await world.drive(lambda: world.bot.configs.peek(world.fake.guild_id))
+
+        def repair_off() -> bool:
+            config = world.bot.configs.peek(world.fake.guild_id)
+            return config is not None and not config.normalize_images
+
+        await world.drive(repair_off)
         for url in (chunked, declared):
             attachment = lying_attachment(world, url)
             attachment.data = PNG[:1024]  # what the payload's `size` reports

@@ -20,7 +20,7 @@ from bot.core.models import Job, JobState
 from tests.fakes.providers import FakeFileServer, make_png
 from tests.reliability.audit import check_money, result_messages
 from tests.reliability.flows import imagine, job_for, settled_job
-from tests.reliability.world import World, open_world
+from tests.reliability.world import open_world
 
 ATTACKER_PNG = make_png(700, 700, (255, 0, 0))
 
@@ -116,9 +116,7 @@ async def test_forged_callbacks_change_nothing(
 
         # The provider finishes: its own results are delivered, never the attacker's.
         world.apixo.complete(task.id)
-        assert await world.apixo.send_callback(
-            task.id, f"{base}/apixo/{job.id}/{token}"
-        ) == 200
+        assert await world.apixo.send_callback(task.id, f"{base}/apixo/{job.id}/{token}") == 200
         done = await world.drive(lambda: settled_job(world, interaction))
         assert done.state is JobState.DONE and done.result_urls == task.result_urls
         [message] = result_messages(world.fake, done.id)

@@ -49,7 +49,9 @@ class RawRecords(logging.Handler):
 
 
 @contextmanager
-def production_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+def production_logging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """The bot's own log setup (as `wanbot run` does it) writing to buffers, with every
     logger at DEBUG; restored afterwards."""
     root = logging.getLogger()
@@ -163,7 +165,9 @@ async def test_no_secret_leaks_anywhere(
     # Interaction tokens answer as the bot for 15 minutes: discord.py logs them at DEBUG.
     tokens = [interaction.token for interaction in fake.interactions.values()]
     assert len(tokens) > 5
-    with_tokens = [line for line in text_log.getvalue().splitlines() if any(t in line for t in tokens)]
+    with_tokens = [
+        line for line in text_log.getvalue().splitlines() if any(t in line for t in tokens)
+    ]
     assert with_tokens == [], with_tokens[:3]
     # Everything posted to Discord, and every request body sent to either service.
     posted = [json.dumps(message) for message in fake.messages.values()]
@@ -174,9 +178,11 @@ async def test_no_secret_leaks_anywhere(
     # The database: every value of every row, and the files' raw bytes.
     assert db_files, "no database files"
     with sqlite3.connect(db_files[0]) as conn:
-        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
         for table in tables:
-            for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608
+            for row in conn.execute(f"SELECT * FROM {table}"):
                 assert not leaks(repr(row)), (table, row)
     for path in db_files:
         data = path.read_bytes()

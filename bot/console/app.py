@@ -7,14 +7,13 @@ files. It is what `make run` starts when no Discord token is configured.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
 from bot.console.delivery import ConsoleDelivery
-from bot.console.runtime import RuntimeFactory, open_runtime, quiet_routine_logs
-from bot.console.session import ConsoleSession, CoreParts
+from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
+from bot.console.session import ConsoleSession
 from bot.console.stdin import LineReader
 from bot.console.views import ChatView
 from bot.console.waiting import Stopped, unless_stopped
@@ -22,12 +21,13 @@ from bot.lifecycle import run_until_stopped
 from bot.runtime import Runtime
 from bot.settings import ProviderName, Settings
 
-log = logging.getLogger(__name__)
-
-_HOW_TO_CONFIGURE = """\
-  - Discord: put your bot token in .env as DISCORD_TOKEN=... (see .env.example), then `make run`.
-  - Real images: set APIXO_API_KEY, EVOLINK_API_KEY or DASHSCOPE_API_KEY in .env.
-  - `wanbot doctor` checks the whole setup and says what to fix."""
+_DISCORD_HINT = (
+    "  - Discord: put your bot token in .env as DISCORD_TOKEN=... (see .env.example), "
+    "then `make run`."
+)
+_KEY_HINT = "  - Real images: set APIXO_API_KEY, EVOLINK_API_KEY or DASHSCOPE_API_KEY in .env."
+_DOCTOR_HINT = "  - `wanbot doctor` checks the whole setup and says what to fix."
+_HOW_TO_CONFIGURE = "\n".join((_DISCORD_HINT, _KEY_HINT, _DOCTOR_HINT))
 
 
 def no_terminal_text() -> str:
@@ -54,7 +54,9 @@ def banner(settings: Settings) -> str:
     lines.append("  Type a prompt, or /help for commands, /quit to leave. Try:")
     lines.append("    /imagine a lighthouse at dusk --aspect 16:9 -n 2")
     lines.append("  To go further:")
-    lines.append(_HOW_TO_CONFIGURE)
+    if provider is ProviderName.MOCK:
+        lines.append(_KEY_HINT)
+    lines += [_DISCORD_HINT, _DOCTOR_HINT]
     return "\n".join(lines) + "\n"
 
 
@@ -95,18 +97,7 @@ async def serve_console(
 
     delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
     async with open_runtime(settings, delivery, runtime_factory) as rt:
-        session = ConsoleSession(
-            CoreParts(
-                engine=rt.engine,
-                quotas=rt.quotas,
-                jobs=rt.jobs,
-                provider=rt.provider,
-                downloader=rt.downloader,
-                clock=rt.clock,
-            ),
-            delivery,
-            emit,
-        )
+        session = ConsoleSession(core_parts(rt), delivery, emit)
         line = first if isinstance(first, str) else await unless_stopped(stop, reader.readline())
         while True:
             if isinstance(line, Stopped) or stop.is_set():

@@ -17,13 +17,12 @@ from typing import TextIO
 
 from bot.console.commands import ImagineCommand
 from bot.console.delivery import ConsoleDelivery
-from bot.console.hosting import LocalImageHost
-from bot.console.inputs import prepare_request
-from bot.console.runtime import RuntimeFactory, open_runtime, quiet_routine_logs
-from bot.console.session import LOCAL_REQUESTER, SCOPE
+from bot.console.render import upload_failure_text
+from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
+from bot.console.session import LOCAL_REQUESTER, prepare
 from bot.console.views import ShellView
 from bot.console.waiting import Stopped, unless_stopped, wait_settled
-from bot.core.errors import QuotaDenied, ValidationFailed, WanbotError
+from bot.core.errors import ProviderError, QuotaDenied, ValidationFailed, WanbotError
 from bot.lifecycle import run_until_stopped
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -56,17 +55,16 @@ async def generate(
     delivery = ConsoleDelivery(output_dir, view)
     async with open_runtime(settings, delivery, runtime_factory) as rt:
         try:
-            config = await rt.quotas.guild_config(SCOPE)
-            prepared = await prepare_request(
-                command,
-                rt.provider,
-                fetch=rt.downloader,
-                host=LocalImageHost(rt.provider),
-                normalize=config.normalize_images,
-            )
+            prepared = await unless_stopped(stop, prepare(core_parts(rt), command))
         except ValidationFailed as exc:
             view.say("wanbot: cannot generate: " + "; ".join(exc.problems))
             return EXIT_INVALID
+        except ProviderError as exc:  # an input image upload (EvoLink's file host)
+            view.say("wanbot: " + upload_failure_text(rt.provider.name, exc))
+            return EXIT_FAILED
+        if isinstance(prepared, Stopped):
+            view.say("wanbot: stopped before the job started; nothing was charged.")
+            return EXIT_FAILED
         try:
             job = await rt.engine.submit(LOCAL_REQUESTER, prepared.request)
         except QuotaDenied as exc:

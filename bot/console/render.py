@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from bot.core.engine.failures import NOT_CHARGED
+from bot.core.errors import ProviderError
 from bot.core.models import (
     ErrorKind,
+    FailureCategory,
     Job,
     JobState,
     ProgressUpdate,
@@ -34,6 +36,18 @@ def failure_text(error: UserError) -> str:
     if hint:
         parts.append(hint)
     return " ".join(parts)
+
+
+def upload_failure_text(provider: str, exc: ProviderError) -> str:
+    """An input image could not be put on the provider's file host: not the user's fault
+    unless the provider says the file itself was refused."""
+    detail = exc.message or exc.code
+    if exc.category is FailureCategory.USER:
+        return f"{provider} refused the input image: {detail}. Nothing was charged."
+    return (
+        f"The input image could not be uploaded to {provider} ({detail}); "
+        "please try again later. Nothing was charged."
+    )
 
 
 _STATE_WORDS = {

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from bot.console.delivery import ConsoleDelivery
-from bot.console.session import PLATFORM
+from bot.console.session import PLATFORM, CoreParts
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -36,3 +36,14 @@ async def open_runtime(
         yield rt
     finally:
         await rt.close()
+
+
+def core_parts(rt: Runtime) -> CoreParts:
+    return CoreParts(
+        engine=rt.engine,
+        quotas=rt.quotas,
+        jobs=rt.jobs,
+        provider=rt.provider,
+        downloader=rt.downloader,
+        clock=rt.clock,
+    )

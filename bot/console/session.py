@@ -22,11 +22,16 @@ from bot.console.commands import (
 )
 from bot.console.delivery import ConsoleDelivery
 from bot.console.hosting import LocalImageHost
-from bot.console.inputs import prepare_request
-from bot.console.render import jobs_text, server_report_text, usage_text
+from bot.console.inputs import PreparedRequest, prepare_request
+from bot.console.render import (
+    jobs_text,
+    server_report_text,
+    upload_failure_text,
+    usage_text,
+)
 from bot.console.waiting import wait_settled
 from bot.core.clock import Clock
-from bot.core.errors import QuotaDenied, ValidationFailed, WanbotError
+from bot.core.errors import ProviderError, QuotaDenied, ValidationFailed, WanbotError
 from bot.core.models import Requester
 from bot.core.ports import ImageProvider, JobService, JobStore, QuotaAdmin
 from bot.core.quota import quota_scope
@@ -54,6 +59,20 @@ class CoreParts:
     clock: Clock
 
 
+async def prepare(core: CoreParts, command: ImagineCommand) -> PreparedRequest:
+    """Validate the options and images the way the Discord front end does, with the
+    scope's image-repair setting. Raises ValidationFailed (or ProviderError when an
+    input image upload fails)."""
+    config = await core.quotas.guild_config(SCOPE)
+    return await prepare_request(
+        command,
+        core.provider,
+        fetch=core.downloader,
+        host=LocalImageHost(core.provider),
+        normalize=config.normalize_images,
+    )
+
+
 class ConsoleSession:
     def __init__(
         self, core: CoreParts, delivery: ConsoleDelivery, emit: Callable[[str], None]
@@ -61,7 +80,6 @@ class ConsoleSession:
         self._core = core
         self._delivery = delivery
         self._emit = emit
-        self._host = LocalImageHost(core.provider)
         self.submitted: list[str] = []  # job ids started in this session
 
     async def handle_line(self, line: str) -> bool:
@@ -83,6 +101,12 @@ class ConsoleSession:
             self._emit(f"Quota: {exc.message}")
         except WanbotError as exc:
             self._emit(exc.message)
+        except ProviderError as exc:  # an input image upload (EvoLink's file host)
+            self._emit(upload_failure_text(self._core.provider.name, exc))
+        except Exception:
+            # One broken command must not end the session.
+            log.exception("console command failed: %s", line)
+            self._emit("That failed unexpectedly (a bug in wanbot); the log has the details.")
         return True
 
     async def run(self, command: Command) -> None:
@@ -105,14 +129,7 @@ class ConsoleSession:
             self._emit(HELP)
 
     async def imagine(self, command: ImagineCommand) -> None:
-        config = await self._core.quotas.guild_config(SCOPE)
-        prepared = await prepare_request(
-            command,
-            self._core.provider,
-            fetch=self._core.downloader,
-            host=self._host,
-            normalize=config.normalize_images,
-        )
+        prepared = await prepare(self._core, command)
         job = await self._core.engine.submit(LOCAL_REQUESTER, prepared.request)
         self.submitted.append(job.id)
         images = f"{job.request.count} image{'s' if job.request.count != 1 else ''}"

@@ -61,7 +61,11 @@ def answers_by_token(fake: FakeDiscord) -> dict[str, list[tuple[str, bool]]]:
     original response (the callbacks themselves are on the FakeInteraction)."""
     index: dict[str, list[tuple[str, bool]]] = {}
     for rec in fake.requests:
-        if not rec.ok or rec.method not in ("POST", "PATCH") or not rec.path.startswith("/webhooks/"):
+        if (
+            not rec.ok
+            or rec.method not in ("POST", "PATCH")
+            or not rec.path.startswith("/webhooks/")
+        ):
             continue
         token = rec.path.split("/")[3]
         payload = rec.json if isinstance(rec.json, dict) else {}
@@ -210,7 +214,9 @@ async def check_money(db: Database, fake: FakeDiscord, jobs: Sequence[Job]) -> T
     charged = sum(rows.get("charge", 0) for rows in entries.values())
     refunded = sum(rows.get("refund", 0) for rows in entries.values())
     reserved = sum(rows["reserve"] for rows in entries.values())
-    daily = await db.fetchone("SELECT COALESCE(SUM(used), 0), COALESCE(SUM(charged), 0) FROM usage_daily")
+    daily = await db.fetchone(
+        "SELECT COALESCE(SUM(used), 0), COALESCE(SUM(charged), 0) FROM usage_daily"
+    )
     assert daily is not None
     assert int(daily[1]) == charged
     assert int(daily[0]) == reserved - refunded

@@ -57,12 +57,43 @@ def world_settings(tmp_path: Path, apixo: FakeApixo, **overrides: Any) -> Settin
     return Settings(_env_file=None, **values)
 
 
-class CountingExecutor(ThreadPoolExecutor):
-    """The loop's default executor (Pillow work, DNS), counting work in flight."""
+class Quiet:
+    """Set whenever a counter of work in flight goes down, so a settle can wait for it."""
 
     def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def poke(self) -> None:
+        self.event.set()
+
+
+class PokingBusy(Busy):
+    """harness.Busy (store and quota calls in flight) that pokes on every finish."""
+
+    def __init__(self, quiet: Quiet) -> None:
+        self._quiet = quiet
+        self._count = 0
+
+    @property  # type: ignore[override]
+    def count(self) -> int:
+        return self._count
+
+    @count.setter
+    def count(self, value: int) -> None:
+        if value < self._count:
+            self._quiet.poke()
+        self._count = value
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor (Pillow work, DNS), counting work in flight. The count
+    goes down on the loop, just before the awaiting task gets its result."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, quiet: Quiet) -> None:
         super().__init__(max_workers=4, thread_name_prefix="world")
         self.in_flight = 0
+        self._loop = loop
+        self._quiet = quiet
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         self.in_flight += 1
@@ -71,14 +102,19 @@ class CountingExecutor(ThreadPoolExecutor):
         return future
 
     def _done(self, _: Future[Any]) -> None:
+        self._loop.call_soon_threadsafe(self._finished)
+
+    def _finished(self) -> None:
         self.in_flight -= 1
+        self._quiet.poke()
 
 
 class HttpCounter:
     """Counts the runtime's HTTP calls in flight (provider API, downloads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: Quiet) -> None:
         self.in_flight = 0
+        self._quiet = quiet
         self.config = aiohttp.TraceConfig()
         self.config.on_request_start.append(self._start)
         self.config.on_request_end.append(self._end)
@@ -89,6 +125,7 @@ class HttpCounter:
 
     async def _end(self, *_: Any) -> None:
         self.in_flight -= 1
+        self._quiet.poke()
 
 
 def fast_apixo(
@@ -126,6 +163,7 @@ class World:
     store_busy: Busy
     http: HttpCounter
     executor: CountingExecutor
+    quiet: Quiet
 
     @property
     def busy(self) -> bool:
@@ -137,15 +175,22 @@ class World:
         )
 
     async def settle(self, turns: int = 30, timeout: float = 20.0) -> None:
-        """Until nothing has been in flight for `turns` loop turns in a row."""
+        """Until nothing has been in flight for `turns` loop turns in a row.
+
+        Every wait for work done elsewhere (SQLite's and the executor's threads,
+        sockets) is counted, so fake time never moves while real work is under way:
+        a clock jump then could expire tokens or deadlines that real time would not."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         calm = 0
         while calm < turns:
             if self.busy:
                 calm = 0
-                # Real work (threads, sockets): let it progress without spinning hot.
-                await asyncio.sleep(0.001)
+                self.quiet.event.clear()
+                # Woken by any counter going down; the fake Discord's own count is
+                # re-checked at least every 10 ms.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.quiet.event.wait(), timeout=0.01)
             else:
                 calm += 1
                 await asyncio.sleep(0)
@@ -217,9 +262,10 @@ async def running_world(
     timeouts, a scripted DNS resolver); everything else is the production wiring.
     """
     loop = asyncio.get_running_loop()
-    executor = CountingExecutor()
+    quiet = Quiet()
+    executor = CountingExecutor(loop, quiet)
     loop.set_default_executor(executor)
-    counter = HttpCounter()
+    counter = HttpCounter(quiet)
     # As bot.core.http.make_http_session builds it, plus the in-flight counter.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=100, limit_per_host=30),
@@ -234,10 +280,12 @@ async def running_world(
     )
     if downloader is not None:
         rt.downloader = downloader(session)
-    store_busy = Busy()
+    # Every database call of the engine and the front end goes through these two.
+    store_busy = PokingBusy(quiet)
     store = Counting(rt.jobs, store_busy)
     rt.jobs = store  # type: ignore[assignment]
     rt.engine.store = store  # type: ignore[assignment]
+    rt.quotas = Counting(rt.quotas, store_busy)  # type: ignore[assignment]
     connect: asyncio.Task[None] | None = None
     with endpoints(fake.api_base, fake.gateway_url):
         bot = WanBot(rt, guild_ready_timeout=0.05)  # type: ignore[arg-type]
@@ -248,7 +296,7 @@ async def running_world(
             connect = asyncio.create_task(bot.connect(reconnect=False))
             await asyncio.wait_for(bot.wait_until_ready(), timeout=10.0)
             yield World(
-                fake, apixo, bot, rt, clock, settings, store, store_busy, counter, executor
+                fake, apixo, bot, rt, clock, settings, store, store_busy, counter, executor, quiet
             )
         finally:
             await rt.close()

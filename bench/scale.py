@@ -1,0 +1,190 @@
+"""Scale: 2,000 concurrent jobs in one bot process, end to end in real time. CPU
+seconds per job, peak RSS and event-loop lag of the bot process, with the fake
+Discord and the fake provider in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Figure,
+    GcPauses,
+    LoopLag,
+    ScaledClock,
+    Section,
+    cpu_seconds,
+    current_rss_mb,
+    fmt,
+    md_table,
+    mean,
+    peak_rss_mb,
+    percentile,
+    target_below,
+)
+from bench.harness import bot_settings, running_bot, wait_for, world
+
+JOBS = 2000
+RATE = 200.0  # /imagine per second: all 2,000 arrive within 10 s, before any finishes
+USERS = 2000  # one job each, so no per-user limit holds a job back
+PROVIDER = "apixo"  # no progress hints: the scheduler makes the most status calls
+TARGET_CPU_MS = 10.0
+TARGET_RSS_MB = 300.0
+TARGET_LAG_MS = 50.0
+
+
+@dataclass
+class Result:
+    cpu: float = 0.0  # seconds, from the first interaction to the last upload
+    wall: float = 0.0
+    rss_start: float = 0.0
+    rss_peak: float = 0.0
+    peak_in_flight: int = 0
+    lag: list[float] = field(default_factory=list)
+    acks: list[float] = field(default_factory=list)
+    delivered: int = 0
+    failed: int = 0
+    status_calls: int = 0
+    lags: list[float] = field(default_factory=list)  # provider finish to upload, seconds
+    rest: dict[str, int] = field(default_factory=dict)
+    world_lag_p99_ms: float = 0.0
+    gc_worst: float = 0.0
+    gc_full: int = 0
+
+
+async def _peak(engine: Any, result: Result, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        result.peak_in_flight = max(result.peak_in_flight, engine.active_count)
+        await asyncio.sleep(0.1)
+
+
+async def measure() -> Result:
+    result = Result()
+    clock = ScaledClock(1.0)
+    async with world(PROVIDER, USERS, clock) as w:
+        with tempfile.TemporaryDirectory(prefix="wanbot-bench-") as tmp:
+            settings = bot_settings(
+                w,
+                PROVIDER,
+                Path(tmp) / "bot.sqlite3",
+                provider_concurrency=JOBS,
+                provider_status_rps=500.0,
+            )
+            async with running_bot(settings, clock) as bot:
+                result.rss_start = current_rss_mb()
+                lag = LoopLag(0.01)
+                stop = asyncio.Event()
+                sampler = asyncio.create_task(_peak(bot.rt.engine, result, stop))
+                with GcPauses() as pauses:
+                    lag.start()
+                    cpu0, wall0 = cpu_seconds(), time.monotonic()
+                    await w.dispatch(JOBS, rate=RATE, kind="normal")
+
+                    async def all_posted() -> bool:
+                        return int((await w.state())["posted"]) >= JOBS
+
+                    await wait_for(all_posted, timeout=240, every=0.5, what="every result")
+                    result.cpu = cpu_seconds() - cpu0
+                    result.wall = time.monotonic() - wall0
+                    await lag.stop()
+                stop.set()
+                await sampler
+                result.lag = lag.samples
+                result.gc_worst = pauses.worst()
+                result.gc_full = pauses.count(2)
+                stats = bot.rt.engine.stats
+                result.delivered, result.failed = stats.delivered, stats.failed
+                result.status_calls = stats.status_calls
+                state = await w.state()
+                result.world_lag_p99_ms = float(state["loop_lag_p99_ms"])
+                result.acks = [row[2] for row in await w.get("/acks") if row[2] is not None]
+                result.rest = await w.get("/discord")
+                for task in await w.get("/tasks"):
+                    if task["posted"] is not None:
+                        result.lags.append(task["posted"] - task["finished"])
+    result.rss_peak = peak_rss_mb()
+    return result
+
+
+def _rest_rows(rest: dict[str, int]) -> list[list[str]]:
+    rows = []
+    for route, count in sorted(rest.items(), key=lambda item: -item[1]):
+        if count >= JOBS // 10:
+            rows.append([f"`{route}`", f"{count:,}", f"{count / JOBS:.2f}"])
+    return rows
+
+
+def run() -> Section:
+    result = asyncio.run(measure())
+    cpu_ms = 1000 * result.cpu / JOBS
+    lag_p99 = 1000 * (percentile(result.lag, 99) or 0.0)
+    figures = []
+    target, ok = target_below(cpu_ms, TARGET_CPU_MS, "ms")
+    figures.append(Figure("CPU per job", cpu_ms, "ms", target, ok))
+    target, ok = target_below(result.rss_peak, TARGET_RSS_MB, "MB")
+    figures.append(Figure("peak RSS (ru_maxrss)", result.rss_peak, "MB", target, ok, 0))
+    target, ok = target_below(lag_p99, TARGET_LAG_MS, "ms")
+    figures.append(Figure("event-loop lag p99", lag_p99, "ms", target, ok, 1))
+    figures.append(Figure("peak jobs in flight", result.peak_in_flight, "", digits=0))
+    acks_ms = [a * 1000 for a in result.acks]
+    table = md_table(
+        ["figure", "value"],
+        [
+            ["jobs (one image each)", f"{JOBS:,} from {USERS:,} users at {RATE:g}/s"],
+            ["delivered / failed", f"{result.delivered:,} / {result.failed:,}"],
+            ["peak jobs in flight at once", f"{result.peak_in_flight:,}"],
+            ["wall time, first /imagine to last upload", f"{result.wall:.1f} s"],
+            ["process CPU in that time (user + system)", f"{result.cpu:.1f} s"],
+            ["**CPU per job**", f"**{cpu_ms:.2f} ms**"],
+            [
+                "RSS when ready / peak (ru_maxrss)",
+                f"{result.rss_start:.0f} / **{result.rss_peak:.0f} MB**",
+            ],
+            [
+                "event-loop lag p50 / p99 / max (10 ms ticker)",
+                f"{fmt(1000 * (percentile(result.lag, 50) or 0), 1)} / **{lag_p99:.1f}** / "
+                f"{fmt(1000 * max(result.lag, default=0), 1)} ms",
+            ],
+            [
+                "longest GC pause / full collections",
+                f"{result.gc_worst * 1000:.0f} ms / {result.gc_full}",
+            ],
+            [
+                "ack p50 / p99 of these 2,000 /imagine",
+                f"{fmt(percentile(acks_ms, 50), 1)} / {fmt(percentile(acks_ms, 99), 1)} ms",
+            ],
+            [
+                "provider finish to upload p50 / p95",
+                f"{fmt(percentile(result.lags, 50), 2)} / {fmt(percentile(result.lags, 95), 2)} s",
+            ],
+            ["status calls per job", fmt(result.status_calls / JOBS, 2)],
+            ["fake Discord loop lag p99 (other process)", f"{result.world_lag_p99_ms:.1f} ms"],
+        ],
+    )
+    rest = md_table(["Discord REST call", "count", "per job"], _rest_rows(result.rest))
+    body = f"""{table}
+
+Discord REST calls the bot made (routes used at least once per ten jobs):
+
+{rest}
+
+Method: the bot in this process exactly as `wanbot run` builds it (see the
+acknowledgement section), with `PROVIDER_CONCURRENCY={JOBS}` and
+`PROVIDER_STATUS_RPS=500` so all {JOBS:,} jobs are at the provider at once (the
+defaults, 8 and 5/s, would queue them in the bot, which is cheaper). The world process
+sends {JOBS:,} /imagine interactions at {RATE:g}/s from {USERS:,} users; each task takes
+20-60 s at the APIXO-like fake (no progress hints, so the scheduler makes the most
+status calls of the two kinds of provider) and returns one tiny PNG, so image bytes
+cost next to nothing. Every job goes the full way: defer, status message, SQLite
+admit, submit, status polls, progress edits, result download, thread, upload with
+buttons, status edit, settle. CPU is `getrusage(RUSAGE_SELF)` user + system of the bot
+process (its SQLite thread included) from the first interaction to the last upload,
+divided by the jobs; nothing else runs in it but a 10 ms ticker measuring how late the
+loop wakes it and a 100 ms sampler of the engine's job count. Peak RSS is
+`ru_maxrss` of the process (it ran only this benchmark). Logging is on at INFO (to a
+file), as in production. Mean jobs per second: {mean([JOBS / result.wall]) or 0:.1f}."""
+    return Section("scale", f"Scale: {JOBS:,} concurrent jobs in one process", figures, body)
