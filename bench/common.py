@@ -28,6 +28,7 @@ class Figure:
     target: str | None = None  # e.g. "< 100 ms"
     ok: bool | None = None  # None: no target
     digits: int = 2
+    missed: str = ""  # why, and what would fix it: shown when the target is missed
 
     def shown(self) -> str:
         if self.value is None:

@@ -143,13 +143,15 @@ def run() -> Section:
     body = f"""{table}
 
 Method: {USERS} coroutines, one per user (spread over five servers, two roles each),
-each loop `SqliteJobStore.admit(job)` (quota facts read, checked, job inserted,
-images reserved by trigger, all in one `BEGIN IMMEDIATE` transaction) then
-`SqliteJobStore.finish(...)` (one `UPDATE ... RETURNING` whose trigger writes the
-charge and refund rows and the daily totals); 1-4 images per job, one job in ten
-fails and is refunded in full. One SQLite file in WAL mode with `synchronous=NORMAL`
-(as `storage.db.Database` opens it), on the machine's local disk. The quota limit is
-set high so every admit succeeds. After the run the bench checks that the ledger's
+each loop `SqliteJobStore.admit(job)` (quota facts read and checked, job inserted,
+images reserved by trigger) then `SqliteJobStore.finish(...)` (final state; the trigger
+writes the charge and refund rows and the daily totals); 1-4 images per job, one job
+in ten fails and is refunded in full. Both are `Database.atomic()` units: one hop to
+SQLite's thread each, and units that arrive together share one `BEGIN IMMEDIATE ...
+COMMIT` (each in its own savepoint), which is where the throughput comes from. One
+SQLite file in WAL mode with `synchronous=NORMAL` (as `storage.db.Database` opens it)
+on the machine's local disk. The quota limit is set high so every admit succeeds.
+After the run the bench checks that the ledger's usage equals the images delivered.
 usage equals the images delivered."""
     return Section("ledger", "Quota ledger throughput", figures, body)
 

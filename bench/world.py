@@ -29,7 +29,8 @@ from tests.fakes.discord import FakeDiscord, FakeInteraction
 from tests.fakes.discord.server import RecordedRequest
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
-_IDS = re.compile(r"/\d{5,}")
+_IDS = re.compile(r"/\d{5,}")  # snowflakes
+_TOKENS = re.compile(r"/[A-Za-z0-9_-]{40,}")  # interaction tokens
 
 
 class World:
@@ -192,7 +193,8 @@ class World:
         """REST calls the bot made, by method and route."""
         counts: dict[str, int] = {}
         for rec in self.discord.requests:
-            key = f"{rec.method} {_IDS.sub('/{id}', rec.path)}"
+            path = _TOKENS.sub("/{token}", _IDS.sub("/{id}", rec.path))
+            key = f"{rec.method} {path}"
             counts[key] = counts.get(key, 0) + 1
         return web.json_response(counts)
 

@@ -117,6 +117,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction taken with BEGIN IMMEDIATE (the write lock up front, so
         check-then-insert sequences cannot race), committed on success."""
+        if self._pending or (self._flusher is not None and not self._flusher.done()):
+            await self.atomic(_nothing)  # let units queued earlier commit first (FIFO)
         async with self._lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -178,20 +180,26 @@ class Database:
                 else:
                     fut.set_exception(value)
 
-    # One statement outside an explicit transaction (autocommit: it is atomic on its own).
-    # execute_fetchall is a single hop to the connection's thread, where execute +
-    # fetch + close would be three; it also runs DML with RETURNING to completion.
+    # Reads (and single statements) queue behind the units already waiting, so that
+    # a read issued after a write by another coroutine sees that write.
     async def fetchall(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[aiosqlite.Row]:
-        async with self._lock:
-            return list(await self.conn.execute_fetchall(sql, params))
+        def run(conn: sqlite3.Connection) -> list[aiosqlite.Row]:
+            # fetchall: a DML statement with RETURNING must run to completion.
+            return conn.execute(sql, params).fetchall()
+
+        return await self.atomic(run)
 
     async def fetchone(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> aiosqlite.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _run_group(conn: sqlite3.Connection, units: list[Work]) -> list[tuple[bool, Any]]:

@@ -113,7 +113,7 @@ async def test_a_job_caught_delivering_is_delivered_once(db: Database, clock: Fa
     provider = ScriptedProvider(clock, Script(duration=25.0))
     first_port = RecordingPort()
     first_port.deliver_gate = asyncio.Event()  # posting hangs: the bot dies here
-    first = make_engine(store, provider, clock, first_port)
+    first = make_engine(store, provider, clock, first_port, close_grace_seconds=0.0)
     await first.start()
     job = await first.submit(requester(), request(count=2))
     await advance_until(clock, store, lambda: bool(first_port.deliver_started))
@@ -137,7 +137,8 @@ async def test_a_recorded_delivery_is_settled_without_posting_again(
     provider = ScriptedProvider(clock, Script(duration=25.0, results=1))
     first_port = RecordingPort()
     first_port.deliver_gate = asyncio.Event()
-    first = make_engine(store, provider, clock, first_port)
+    # A crash, not a clean stop: no grace for the post under way.
+    first = make_engine(store, provider, clock, first_port, close_grace_seconds=0.0)
     await first.start()
     job = await first.submit(requester(), request(count=2))
     await advance_until(clock, store, lambda: bool(first_port.deliver_started))
@@ -182,3 +183,24 @@ async def test_a_second_start_and_a_second_settle_change_nothing(
         assert later.active_count == 0 and later_port.updates == []
     finally:
         await later.close()
+
+
+async def test_close_lets_a_delivery_under_way_finish(db: Database, clock: FakeClock) -> None:
+    # A SIGTERM while results are being posted: the post completes and is recorded
+    # (DONE, charged) instead of being cut off half-way.
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=30.0))
+    port = RecordingPort()
+    port.deliver_gate = asyncio.Event()
+    engine = make_engine(store, provider, clock, port)
+    await engine.start()
+    job = await engine.submit(requester(), request(count=1))
+    await advance_until(clock, store, lambda: job.id in port.deliver_started)
+    closing = asyncio.create_task(engine.close())
+    for _ in range(50):  # plenty of loop turns for close() to have cancelled everything
+        await asyncio.sleep(0)
+    assert not closing.done()
+    port.deliver_gate.set()
+    await closing
+    final = await store.get(job.id)
+    assert final is not None and final.state is JobState.DONE and final.delivered == 1

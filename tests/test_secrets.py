@@ -196,3 +196,21 @@ async def test_no_secret_leaks_anywhere(
     print(f"{len(raw.lines)} log records; {len(raw_leaks)} carried a secret before redaction")
     for line in raw_leaks[:10]:
         print("  raw:", line[:300])
+
+
+def test_the_log_filter_masks_keys_bearer_and_interaction_tokens() -> None:
+    """The redaction the session above relies on, record by record (tracebacks too)."""
+    redact = RedactingFilter([API_KEY])
+    interaction = "aW50ZXJhY3Rpb246" + "Zm9vYmFy_-xyz0123456789"
+    try:
+        raise RuntimeError(f"provider said: bad key {API_KEY}")
+    except RuntimeError as exc:
+        record = logging.LogRecord(
+            "discord.webhook.async_", logging.DEBUG, __file__, 1,
+            "POST http://h/api/v10/interactions/1/%s/callback with Bot %s",
+            (interaction, TOKEN), (type(exc), exc, exc.__traceback__),
+        )  # fmt: skip
+    assert redact.filter(record)
+    shown = record.getMessage()
+    assert "Zm9vYmFy" not in shown and TOKEN not in shown and API_KEY not in shown
+    assert "/interactions/1/aW50ZXJhY3Rpb246***/callback" in shown

@@ -174,16 +174,21 @@ class World:
             or self.executor.in_flight
         )
 
-    async def settle(self, turns: int = 30, timeout: float = 20.0) -> None:
-        """Until nothing has been in flight for `turns` loop turns in a row.
+    async def settle(
+        self, turns: int = 100, quiet_for: float = 0.002, timeout: float = 20.0
+    ) -> None:
+        """Until nothing has been in flight for `turns` loop turns and `quiet_for` real
+        seconds in a row.
 
-        Every wait for work done elsewhere (SQLite's and the executor's threads,
-        sockets) is counted, so fake time never moves while real work is under way:
-        a clock jump then could expire tokens or deadlines that real time would not."""
+        Every wait for work done elsewhere (SQLite's and the executor's threads, the
+        fakes' handlers) is counted, but the steps between two of them (task wake-ups,
+        gathers, opening a connection) take loop turns of their own: the calm must
+        outlast such a chain, or fake time would jump while real work is under way
+        and expire interaction tokens or deadlines that real time never would."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        calm = 0
-        while calm < turns:
+        calm, calm_since = 0, loop.time()
+        while calm < turns or loop.time() - calm_since < quiet_for:
             if self.busy:
                 calm = 0
                 self.quiet.event.clear()
@@ -192,6 +197,8 @@ class World:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.quiet.event.wait(), timeout=0.01)
             else:
+                if calm == 0:
+                    calm_since = loop.time()
                 calm += 1
                 await asyncio.sleep(0)
             if loop.time() > end:
@@ -209,12 +216,14 @@ class World:
         start = self.clock.monotonic()
         end = loop.time() + timeout
         while True:
-            await self.settle()
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value  # type: ignore[return-value]
+            value = None
+            for _ in range(2):  # a second look before moving time: cheap, and safer
+                await self.settle()
+                value = check()
+                if asyncio.iscoroutine(value):
+                    value = await value
+                if value:
+                    return value  # type: ignore[return-value]
             if self.clock.monotonic() - start > limit or loop.time() > end:
                 raise AssertionError(
                     f"condition not met after {self.clock.monotonic() - start:.1f} fake s"

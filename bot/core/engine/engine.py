@@ -22,7 +22,7 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,9 @@ class EngineConfig:
     deliver_attempts: int = 3
     retry_base_delay: float = 2.0
     retry_max_delay: float = 60.0
+    # On close, deliveries and failure notices already under way get this long to end,
+    # so a SIGTERM does not cut off a post half-recorded or a user's error message.
+    close_grace_seconds: float = 3.0
     poll: PollPolicy = field(default_factory=PollPolicy)
 
     def backoff(self, attempt: int) -> float:
@@ -168,6 +171,7 @@ class JobEngine:
         self._running = 0  # concurrency slots in use
         self._user_running: dict[Hashable, int] = {}
         self._driver: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
         self._recovered = False
         self._config_outage = False
         self._positions_scanned_at = -math.inf
@@ -197,7 +201,13 @@ class JobEngine:
 
     async def close(self) -> None:
         """Stop all work. Jobs stay in the store in their current state, so a new
-        engine on the same database picks them up."""
+        engine on the same database picks them up. Deliveries and failure notices
+        already under way get `close_grace_seconds` to end first."""
+        if self._driver is not None:
+            self._driver.cancel()  # no new polls, submits or deadlines from here on
+        finishing = [t for t in self._finishing if not t.done()]
+        if finishing:
+            await asyncio.wait(finishing, timeout=self.config.close_grace_seconds)
         await self._tasks.close()
         self._driver = None
         self._active.clear()
@@ -705,6 +715,10 @@ class JobEngine:
         a.job, a.progress = job, 100
         self._timers.cancel(("poll", job_id))
         self._publish(a, force=True)
+        current = asyncio.current_task()
+        if current is not None:  # from here this task is a delivery: let close() wait for it
+            self._finishing.add(current)
+            current.add_done_callback(self._finishing.discard)
         await self._deliver(a)
 
     def _time_left(self, a: _Active) -> float:
@@ -824,7 +838,7 @@ class JobEngine:
         self.stats.failed += 1
         if error.kind is ErrorKind.INTERNAL:
             log.error("job %s: failed: %s", job_id, error.code)
-        self._tasks.create_task(self._notify_failure(job, error), name=f"fail-{job_id}")
+        self._finishing_task(self._notify_failure(job, error), f"fail-{job_id}")
         return job
 
     async def _notify_failure(self, job: Job, error: UserError) -> None:
@@ -930,7 +944,12 @@ class JobEngine:
             a = self._track(job)
             self._take_user_slot(a)
             self._publish(a, force=True)
-            self._tasks.create_task(self._deliver(a), name=f"deliver-{job.id}")
+            self._finishing_task(self._deliver(a), f"deliver-{job.id}")
+
+    def _finishing_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._tasks.create_task(coro, name=name)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
 
     @staticmethod
     def _duration_key(job: Job) -> DurationKey:

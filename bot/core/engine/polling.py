@@ -155,8 +155,9 @@ class PollPlan:
         if history is not None:
             low, high = history
             return cls(started, started + (low + high) / 2, (high - low) / 2, evidence=True)
-        if hint_seconds is not None and hint_seconds > 0:
-            error = hint_seconds * policy.hint_error_ratio
+        if hint_seconds is not None and hint_seconds >= 0:
+            # A 0 s estimate (a fast provider, the mock) means "ask soon", not "unknown".
+            error = max(hint_seconds * policy.hint_error_ratio, 0.5)
             return cls(started, started + hint_seconds, error, evidence=True)
         return cls(
             started,
