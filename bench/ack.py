@@ -148,8 +148,8 @@ def _missed(win: Window) -> str:
         f"collection {1000 * win.gc_worst:.0f} ms ({win.gc_full} full collections); the "
         f"fake Discord's own loop lag p99 was {win.world_lag_p99_ms:.0f} ms (it stamps "
         "both ends, so its delays count too). A full collection scans every live object "
-        "(about 0.7 µs each here), and every probe that arrives meanwhile waits. What "
-        "would help: `gc.freeze()` once the bot is ready (bot/discord/runner.py: the "
+        "(about 0.5-1 µs each on this machine), and every probe arriving meanwhile "
+        "waits. What would help: `gc.freeze()` once the bot is ready (bot/discord/runner.py: the "
         "~75,000 objects of the imported libraries are then never scanned again; "
         "measured while writing this bench: longest full collection ~110 -> ~85 ms) and "
         "fewer long-lived objects per job (DiscordDelivery keeps each job's whole "
@@ -221,9 +221,9 @@ world first sends /imagine interactions until the engine holds that many jobs
 (tasks already part-way through: 1-60 s left), then keeps the level up by sending a
 new 20-60 s job for each one that finishes, so status polls, progress edits, result
 downloads and uploads go on throughout. It then sends {PROBES} probe /imagine
-interactions at {PROBE_RATE:g}/s. The
-latency is measured by the fake Discord, in its own process: from just before it
-writes INTERACTION_CREATE to the websocket to the moment the bot's
+interactions at {PROBE_RATE:g}/s. The latency is measured by the fake Discord, in
+its own process: from just before it writes INTERACTION_CREATE to the websocket to
+the moment the bot's
 `POST /interactions/{{id}}/{{token}}/callback` (type 5, deferred) has been read.
 So it includes the gateway hop, discord.py's parsing and dispatch, the command's
 instant checks, and the HTTP request back; only network distance is missing.
@@ -236,6 +236,6 @@ image per job, {USERS:,} users. "Loop lag" is how late a 10 ms ticker woke in ea
 process during the probes; a busy fake shows in its own column. The last column is
 the longest pause of Python's garbage collector in the bot process during the probes
 and how many full (generation 2) collections ran: a full collection stops the loop
-for about 0.7 µs per live object on this machine, which is what the worst
+for about 0.5-1 µs per live object on this machine, which is what the worst
 acknowledgements wait for."""
     return Section("ack", "Acknowledgement latency under load", figures, body)

@@ -74,12 +74,14 @@ def scheduler(name: str) -> Iterator[None]:
     if name == "engine":
         yield
         return
+    if getattr(engine_module, "PollPlan", None) is not PollPlan:
+        raise RuntimeError("bot.core.engine.engine no longer uses PollPlan: update bench")
     original = engine_module.PollPlan
-    engine_module.PollPlan = FixedPlan  # type: ignore[misc]
+    engine_module.PollPlan = FixedPlan
     try:
         yield
     finally:
-        engine_module.PollPlan = original  # type: ignore[misc]
+        engine_module.PollPlan = original
 
 
 # --- scheduler-only simulation ------------------------------------------------------------

@@ -104,7 +104,7 @@ def bot_settings(world: World, provider: str, db_path: Path, **overrides: Any) -
         "discord_gateway_url": world.info["gateway"],
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass

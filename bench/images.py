@@ -107,9 +107,10 @@ the PNG chunks that reads the header and checks every chunk's CRC (so a damaged
 upload is caught without inflating anything), the rules, and no re-encode because the
 image is acceptable (the same bytes come back). The comparison is what a check that
 decodes the pixels costs: Pillow's `Image.open(...).load()` on the same bytes
-(about {SIDE * SIDE * 3 / 1e6:.0f} MB of pixels). Both run in this process, one after
-the other, with a warm-up call first. In the bot the check runs in a thread executor,
-so neither blocks the event loop; the difference is CPU and memory per input image."""
+(about {SIDE * SIDE * 3 / 1e6:.0f} MB of pixels). Both run in this process, one
+after the other, with a warm-up call first. In the bot the check runs in a thread
+executor, so neither blocks the event loop; the difference is CPU and memory per
+input image."""
     return Section("images", "Image checks: header-only vs full decode", figures, body)
 
 

@@ -151,8 +151,7 @@ SQLite's thread each, and units that arrive together share one `BEGIN IMMEDIATE 
 COMMIT` (each in its own savepoint), which is where the throughput comes from. One
 SQLite file in WAL mode with `synchronous=NORMAL` (as `storage.db.Database` opens it)
 on the machine's local disk. The quota limit is set high so every admit succeeds.
-After the run the bench checks that the ledger's usage equals the images delivered.
-usage equals the images delivered."""
+After the run the bench checks that the ledger's usage equals the images delivered."""
     return Section("ledger", "Quota ledger throughput", figures, body)
 
 

@@ -61,17 +61,17 @@ class SelfDriving:
     async def _submit(self, request: web.Request) -> web.Response:
         tagged = parse_tag(self.prompt_of(await request.json()))
         if tagged is not None and tagged[0] == "probe":
-            refuse: Any = self.error_response  # type: ignore[attr-defined]
-            return refuse(400, None, "refused on purpose (an acknowledgement probe)")  # type: ignore[no-any-return]
-        return await super()._submit(request)  # type: ignore[misc,no-any-return]
+            refuse: Any = self.error_response
+            return refuse(400, None, "refused on purpose (an acknowledgement probe)")
+        return await super()._submit(request)
 
     def _add_task(self, task: FakeTask) -> FakeTask:
-        added = super()._add_task(task)  # type: ignore[misc]
+        added = super()._add_task(task)
         kind, serial = parse_tag(self.prompt_of(task.body)) or ("normal", -1)
         self.records[task.id] = TaskRecord(
             task.id, kind, serial, draw(self.rng, kind), self.clock.monotonic()
         )
-        return added  # type: ignore[no-any-return]
+        return added
 
     def _poll(self, task: FakeTask) -> None:
         task.status_calls += 1
@@ -85,12 +85,12 @@ class SelfDriving:
         progress = record.timing.progress(now - record.submitted)
         if progress is None:
             record.seen_done, record.seen_done_real = now, time.monotonic()
-            self.complete(task.id)  # type: ignore[attr-defined]
+            self.complete(task.id)
         elif now - record.submitted > record.timing.queued:
             task.state, task.progress = "running", progress
 
     def result_png(self, task_id: str, index: int) -> bytes:
-        cache: dict[tuple[str, int], bytes] = self._pngs  # type: ignore[attr-defined]
+        cache: dict[tuple[str, int], bytes] = self._pngs
         key = (task_id, index)
         if key not in cache:
             info = PngImagePlugin.PngInfo()

@@ -5,6 +5,7 @@ Discord and the fake provider in another process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from bench.common import (
     current_rss_mb,
     fmt,
     md_table,
-    mean,
     peak_rss_mb,
     percentile,
     target_below,
@@ -54,6 +54,8 @@ class Result:
     world_lag_p99_ms: float = 0.0
     gc_worst: float = 0.0
     gc_full: int = 0
+    objects_ready: int = 0  # objects the garbage collector tracks, bot ready
+    objects_after: int = 0  # the same once every job has finished
 
 
 async def _peak(engine: Any, result: Result, stop: asyncio.Event) -> None:
@@ -76,6 +78,7 @@ async def measure() -> Result:
             )
             async with running_bot(settings, clock) as bot:
                 result.rss_start = current_rss_mb()
+                result.objects_ready = len(gc.get_objects())
                 lag = LoopLag(0.01)
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(_peak(bot.rt.engine, result, stop))
@@ -106,6 +109,7 @@ async def measure() -> Result:
                 for task in await w.get("/tasks"):
                     if task["posted"] is not None:
                         result.lags.append(task["posted"] - task["finished"])
+                result.objects_after = len(gc.get_objects())
     result.rss_peak = peak_rss_mb()
     return result
 
@@ -139,6 +143,20 @@ CPU_SHARES = [
     ["discord.py's rate-limit bucket clean-up (scans all buckets per new thread)", "~5 %"],
     ["event loop, logging, engine timers and the rest", "~15 %"],
 ]
+
+
+def _burst_note(acks_ms: list[float]) -> str:
+    p99 = percentile(acks_ms, 99) or 0.0
+    if p99 < 100:
+        return ""
+    return (
+        f"Note: {RATE:g} /imagine per second is a burst no single process answers at "
+        f"once: each costs a few ms of CPU before and after its defer, so the 2,000 "
+        f"arriving in {JOBS / RATE:.0f} s queue on the one core and the slowest wait "
+        f"{p99:.0f} ms (p99), still well inside Discord's 3 s. At the steady 1,000 in "
+        "flight of the acknowledgement section (about 28 new jobs per second) the p99 "
+        "stays in the tens of ms."
+    )
 
 
 def _rest_rows(rest: dict[str, int]) -> list[list[str]]:
@@ -191,6 +209,10 @@ def run() -> Section:
                 f"{result.gc_worst * 1000:.0f} ms / {result.gc_full}",
             ],
             [
+                "objects tracked by the GC: ready / after the 2,000 jobs",
+                f"{result.objects_ready:,} / {result.objects_after:,}",
+            ],
+            [
                 "ack p50 / p99 of these 2,000 /imagine",
                 f"{fmt(percentile(acks_ms, 50), 1)} / {fmt(percentile(acks_ms, 99), 1)} ms",
             ],
@@ -229,5 +251,7 @@ process (its SQLite thread included) from the first interaction to the last uplo
 divided by the jobs; nothing else runs in it but a 10 ms ticker measuring how late the
 loop wakes it and a 100 ms sampler of the engine's job count. Peak RSS is
 `ru_maxrss` of the process (it ran only this benchmark). Logging is on at INFO (to a
-file), as in production. Mean jobs per second: {mean([JOBS / result.wall]) or 0:.1f}."""
+file), as in production.
+
+{_burst_note(acks_ms)}"""
     return Section("scale", f"Scale: {JOBS:,} concurrent jobs in one process", figures, body)

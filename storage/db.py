@@ -27,6 +27,7 @@ import aiosqlite
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
+_MAX_GROUP = 256  # units per transaction
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -149,8 +150,9 @@ class Database:
 
     async def _flush(self) -> None:
         while self._pending:
-            group = [(work, fut) for work, fut in self._pending if not fut.cancelled()]
-            self._pending = []
+            # Capped, so that one group's latency (and its hold on the lock) stays short.
+            taken, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
+            group = [(work, fut) for work, fut in taken if not fut.cancelled()]
             if not group:
                 continue
             try:

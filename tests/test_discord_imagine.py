@@ -315,3 +315,37 @@ async def test_results_still_arrive_when_the_status_message_was_deleted(
     assert message["channel_id"] == fake.general.id and fake.threads() == []
     await run.finish()
     assert (await run.job(job.id)).state is JobState.DONE
+
+
+async def test_a_blocked_user_is_refused_before_any_image_is_fetched(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    await run.rt.quotas.block(fake.guild_id, alice.id, "spam")
+    odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")
+    interaction = await fake.slash("imagine", alice, {"prompt": "x", "image1": odd})
+    await run.drive(lambda: interaction.answer(ephemeral=True))
+    assert "blocked" in interaction.text()
+    assert not fake.find_requests("GET", r"/attachments/.*")
+    assert not [m for m in fake.messages_in(fake.general) if m["attachments"]]  # none hosted
+
+
+async def test_a_token_that_dies_while_images_are_prepared_is_not_needed(
+    run: Running,
+    fake: FakeDiscord,
+    alice: FakeUser,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_fetch = run.rt.downloader.fetch
+
+    async def slow_fetch(url: str, **kwargs: Any) -> Any:
+        await clock.advance(16 * 60)  # the download outlives the interaction token
+        return await real_fetch(url, **kwargs)
+
+    monkeypatch.setattr(run.rt.downloader, "fetch", slow_fetch)
+    photo = fake.upload(solid((640, 480), "JPEG"), "photo.jpg")
+    interaction = await fake.slash("imagine", alice, {"prompt": "warmer", "image1": photo})
+    [message] = await run.wait_results()
+    status = fake.messages[message["channel_id"]]  # the thread hangs on the new status
+    assert status["id"] != interaction.original_message_id
+    assert status["content"] == f"<@{alice.id}>" and status["channel_id"] == fake.general.id

@@ -9,10 +9,17 @@ import pytest
 from PIL import Image
 
 from bot.core.errors import QuotaDenied, QuotaReason, ValidationFailed
-from bot.core.models import ErrorKind, ResultImage, UserError
+from bot.core.models import (
+    ErrorKind,
+    GenerationRequest,
+    JobState,
+    ProgressUpdate,
+    ResultImage,
+    UserError,
+)
 from bot.discord.delivery import Target, nonce_for, result_filename
 from bot.discord.imaging import CannotFit, fit_bytes, fit_images
-from bot.discord.render import failure_text, progress_bar, user_error_text
+from bot.discord.render import failure_text, progress_bar, status_embed, user_error_text
 from bot.discord.views import CUSTOM_ID, custom_id
 
 
@@ -92,3 +99,20 @@ def test_user_errors_are_specific() -> None:
     quota = user_error_text(QuotaDenied(QuotaReason.USER_LIMIT, "You have used 5 of 5."))
     assert quota.startswith("You have used 5 of 5.") and "/usage" in quota
     assert progress_bar(50) == "█████░░░░░ 50%"
+
+
+def test_the_status_card_shows_prompt_mode_state_queue_progress_and_eta() -> None:
+    request = GenerationRequest(prompt="a red fox", count=2, aspect_ratio="16:9")
+    queued = status_embed(
+        request,
+        ProgressUpdate(state=JobState.QUEUED, queue_position=3, eta_seconds=60),
+        job_id="k3f9x2m7qa",
+        now=1000.0,
+    )
+    fields = {f.name: f.value for f in queued.fields}
+    assert queued.description == "a red fox" and queued.title and "Waiting" in queued.title
+    assert fields["Mode"] == "text-to-image · 2 images · 16:9"
+    assert fields["Queue"] == "#3" and fields["Ready"] == "~<t:1060:R>"
+    assert queued.footer.text == "Job k3f9x2m7qa"
+    running = status_embed(request, ProgressUpdate(state=JobState.RUNNING, progress=40))
+    assert {f.name: f.value for f in running.fields}["Progress"] == "████░░░░░░ 40%"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.core.errors import NotAllowed, ValidationFailed, WanbotError
+from bot.core.errors import NotAllowed, QuotaDenied, QuotaReason, ValidationFailed, WanbotError
 from bot.core.models import (
     Capabilities,
     GenerationRequest,
@@ -39,7 +39,7 @@ from bot.discord.configs import require_allowed_channel
 from bot.discord.delivery import Target
 from bot.discord.hosting import DiscordImageHost
 from bot.discord.permissions import is_admin, is_thread, require_job_permissions
-from bot.discord.respond import PUBLIC_ORIGINAL
+from bot.discord.respond import PUBLIC_ORIGINAL, token_dead
 
 if TYPE_CHECKING:
     from bot.discord.bot import WanBot
@@ -221,6 +221,7 @@ class JobStarter:
         notes = list(options.notes)
         refs = []
         if sources:
+            await self._quota_precheck(origin, options.count)
             prepared = await prepare_images(
                 sources,
                 rt.provider.capabilities,
@@ -246,7 +247,7 @@ class JobStarter:
         embed = render.status_embed(
             request, queued, requester_id=str(origin.member.id), notes=notes
         )
-        status = await self._post_status(origin, embed)
+        status, via_token = await self._post_status(origin, embed)
         target = Target(
             channel_id=str(getattr(origin.channel, "id", "")),
             guild_id=str(origin.guild.id),
@@ -256,7 +257,7 @@ class JobStarter:
             mode=config.delivery_mode,
             upload_limit=self._upload_limit(origin),
         )
-        if origin.interaction is not None:
+        if via_token and origin.interaction is not None:
             self._bot.delivery.remember_interaction(status.id, origin.interaction)
         try:
             job = await rt.engine.submit(
@@ -265,8 +266,8 @@ class JobStarter:
                 delivery=target.to_delivery(),
                 parent_job_id=parent_job_id,
             )
-        except WanbotError:
-            await self._withdraw_status(origin, status)
+        except WanbotError as exc:
+            await self._withdraw_status(origin, status, via_token, exc, request)
             raise
         if origin.interaction is not None:
             origin.interaction.extras["job_id"] = job.id
@@ -286,20 +287,71 @@ class JobStarter:
             limits.append(origin.interaction.filesize_limit)
         return min(limits)
 
-    @staticmethod
-    async def _post_status(origin: JobOrigin, embed: discord.Embed) -> discord.Message:
-        if origin.interaction is not None:
-            # The deferred "thinking" message becomes the status message.
-            message = await origin.interaction.edit_original_response(embed=embed)
-            origin.interaction.extras[PUBLIC_ORIGINAL] = True
-            return message
-        assert origin.message is not None
-        return await origin.message.reply(embed=embed, mention_author=False)
+    async def _quota_precheck(self, origin: JobOrigin, images: int) -> None:
+        """Refuse before downloading (and posting repaired copies of) images that could
+        not be used anyway. Admission stays the real, atomic check."""
+        requester = origin.requester()
+        assert requester.guild_id is not None
+        report = await self._bot.rt.quotas.usage(
+            requester.guild_id, requester.user_id, requester.role_ids, requester.is_admin
+        )
+        if report.blocked:
+            raise QuotaDenied(
+                QuotaReason.BLOCKED, "You are blocked from generating images on this server."
+            )
+        if report.remaining is not None and report.remaining < images:
+            raise QuotaDenied(
+                QuotaReason.USER_LIMIT,
+                f"This needs {images} image(s) but you have {report.remaining} of "
+                f"{report.limit} left this {report.period.value}; more "
+                f"{render.timestamp(report.resets_at)}.",
+                remaining=report.remaining,
+                resets_at=report.resets_at,
+            )
+        budget = report.server_budget
+        if budget is not None and report.server_used + images > budget:
+            raise QuotaDenied(
+                QuotaReason.SERVER_BUDGET,
+                "This server's monthly image budget is used up.",
+                remaining=max(0, budget - report.server_used),
+            )
 
     @staticmethod
-    async def _withdraw_status(origin: JobOrigin, status: discord.Message) -> None:
-        """The job was refused: the status message must not linger as if it were queued.
-        (For an interaction, the error answer replaces it.)"""
-        if origin.interaction is None:
-            with contextlib.suppress(discord.HTTPException):
+    async def _post_status(origin: JobOrigin, embed: discord.Embed) -> tuple[discord.Message, bool]:
+        """The status message, and whether it is the interaction's own answer."""
+        if origin.interaction is not None:
+            try:
+                # The deferred "thinking" message becomes the status message.
+                message = await origin.interaction.edit_original_response(embed=embed)
+            except discord.HTTPException as exc:
+                if not token_dead(exc):
+                    raise
+                # Preparing took longer than the token lives: carry on in the channel.
+                return await origin.channel.send(
+                    content=origin.member.mention,
+                    embed=embed,
+                    allowed_mentions=discord.AllowedMentions(users=[origin.member]),
+                ), False
+            origin.interaction.extras[PUBLIC_ORIGINAL] = True
+            return message, True
+        assert origin.message is not None
+        return await origin.message.reply(embed=embed, mention_author=False), False
+
+    @staticmethod
+    async def _withdraw_status(
+        origin: JobOrigin,
+        status: discord.Message,
+        via_token: bool,
+        error: WanbotError,
+        request: GenerationRequest,
+    ) -> None:
+        """The job was refused: its status must not linger as if queued. The interaction's
+        answer replaces it (private); a reply's status makes way for the cog's reply; a
+        status posted in the channel (the token had expired) shows the refusal itself."""
+        with contextlib.suppress(discord.HTTPException):
+            if via_token:
+                return
+            if origin.interaction is None:
                 await status.delete()
+                return
+            await status.edit(embed=render.refusal_embed(request, render.user_error_text(error)))

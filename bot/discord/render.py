@@ -81,8 +81,9 @@ def status_embed(
         embed.add_field(name="Queue", value=f"#{update.queue_position}", inline=True)
     if update.progress is not None and update.state is JobState.RUNNING:
         embed.add_field(name="Progress", value=progress_bar(update.progress), inline=True)
-    if update.eta_seconds is not None and now is not None and update.state is JobState.RUNNING:
-        embed.add_field(name="Ready", value=timestamp(now + update.eta_seconds), inline=True)
+    waiting = update.state in (JobState.QUEUED, JobState.RUNNING)
+    if update.eta_seconds is not None and now is not None and waiting:
+        embed.add_field(name="Ready", value=f"~{timestamp(now + update.eta_seconds)}", inline=True)
     if requester_id:
         embed.add_field(name="For", value=f"<@{requester_id}>", inline=True)
     if notes:
@@ -171,6 +172,13 @@ def failure_embed(request: GenerationRequest, error: UserError) -> discord.Embed
     embed.add_field(name="Prompt", value=clip(request.prompt, 1000), inline=False)
     if error.job_id:
         embed.set_footer(text=f"Job {error.job_id}")
+    return embed
+
+
+def refusal_embed(request: GenerationRequest, text: str) -> discord.Embed:
+    """A request that was refused before it became a job."""
+    embed = discord.Embed(title="❌ Not started", description=text, colour=RED)
+    embed.add_field(name="Prompt", value=clip(request.prompt, 1000), inline=False)
     return embed
 
 

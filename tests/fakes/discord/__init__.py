@@ -11,7 +11,8 @@ from tests.fakes.discord.payloads import (
     FakeRole,
     FakeUser,
 )
-from tests.fakes.discord.server import FakeDiscord, FakeInteraction, RecordedRequest
+from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.wire import FakeInteraction, RecordedRequest
 
 __all__ = [
     "ATTACH_FILES",
