@@ -25,8 +25,7 @@ from aiohttp import web
 from bench.common import LoopLag, ScaledClock, percentile
 from bench.model import KINDS, tag
 from bench.providers import SelfDriving, make_provider, task_of_upload
-from tests.fakes.discord import FakeDiscord, FakeInteraction
-from tests.fakes.discord.server import RecordedRequest
+from tests.fakes.discord import FakeDiscord, FakeInteraction, RecordedRequest
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 _IDS = re.compile(r"/\d{5,}")  # snowflakes
