@@ -14,7 +14,6 @@ from bot.callback_server import CallbackServer
 from bot.core.clock import FakeClock
 from bot.core.download import SafeDownloader
 from bot.core.engine import CALLBACK_TOKEN, EngineConfig, JobEngine
-from bot.core.http import make_http_session
 from bot.core.models import JobState
 from bot.core.providers.base import RetryPolicy, Timeouts
 from bot.core.providers.evolink import EvolinkProvider
@@ -31,13 +30,6 @@ from tests.engine_doubles import (
     requester,
 )
 from tests.fakes.providers import FakeEvolink
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 @pytest.fixture

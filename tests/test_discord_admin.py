@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from bot.core.clock import FakeClock
 from bot.core.models import Period
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeUser
-from tests.fakes.discord.harness import Running, running_bot
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-async def run(fake: FakeDiscord, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Running]:
-    async with running_bot(fake, tmp_path / "wanbot.sqlite3", clock) as running:
-        yield running
-
-
-@pytest.fixture
-def alice(fake: FakeDiscord) -> FakeUser:
-    return fake.add_user("alice")
+from tests.fakes.discord.harness import Running
 
 
 @pytest.fixture

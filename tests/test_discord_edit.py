@@ -3,37 +3,12 @@ happens when the Message Content intent is off."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.core.clock import FakeClock
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-async def run(fake: FakeDiscord, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Running]:
-    async with running_bot(fake, tmp_path / "wanbot.sqlite3", clock) as running:
-        yield running
-
-
-@pytest.fixture
-def alice(fake: FakeDiscord) -> FakeUser:
-    return fake.add_user("alice")
-
-
-@pytest.fixture
-def bob(fake: FakeDiscord) -> FakeUser:
-    return fake.add_user("bob")
 
 
 async def test_reply_with_a_mention_edits_the_replied_image(

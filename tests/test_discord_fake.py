@@ -28,12 +28,6 @@ class Client:
         return await asyncio.wait_for(self.interactions.get(), timeout=5.0)
 
 
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(clock=clock) as server:
-        yield server
-
-
 @contextlib.asynccontextmanager
 async def connected(
     fake: FakeDiscord, intents: discord.Intents | None = None

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,6 @@ from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
 
 EPHEMERAL = 64
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-async def run(fake: FakeDiscord, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Running]:
-    async with running_bot(fake, tmp_path / "wanbot.sqlite3", clock) as running:
-        yield running
-
-
-@pytest.fixture
-def alice(fake: FakeDiscord) -> FakeUser:
-    return fake.add_user("alice")
 
 
 def title(message: dict[str, Any]) -> str:

@@ -4,28 +4,14 @@ channel (the old interaction token is gone), and buttons keep working."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.models import Job, JobState
 from bot.core.providers.mock import MockProvider
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import running_bot
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-def alice(fake: FakeDiscord) -> FakeUser:
-    return fake.add_user("alice")
 
 
 async def test_a_job_in_flight_is_delivered_once_after_a_restart(

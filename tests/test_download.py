@@ -10,17 +10,9 @@ import pytest
 from PIL import Image
 
 from bot.core.download import DownloadError, SafeDownloader, sniff_image_type
-from bot.core.http import make_http_session
 from tests.fakes.providers import FakeFileServer, make_png
 
 PNG = make_png(32, 32)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from bot.core.clock import FakeClock
 from bot.core.download import DownloadError, SafeDownloader
 from bot.core.errors import ProviderError, SubmitUncertain
-from bot.core.http import make_http_session
 from bot.core.models import FailureCategory, GenerationRequest, ImageRef, TaskState
 from bot.core.providers import task_id_from_callback
 from bot.core.providers.apixo import ApixoProvider, ApixoTask
@@ -25,13 +24,6 @@ from tests.fakes.providers import FakeApixo, Fault, drive
 FAST = Timeouts(submit=0.2, status=0.1, connect=0.1)
 RETRY = RetryPolicy(attempts=4, base_delay=1.0, max_delay=8.0, jitter=0.5, max_retry_after=30)
 T2I = GenerationRequest(prompt="a cinematic panda in snow", aspect_ratio="16:9", count=2)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from bot.core.clock import FakeClock
 from bot.core.download import SafeDownloader
 from bot.core.errors import ProviderError, SubmitUncertain
-from bot.core.http import make_http_session
 from bot.core.models import FailureCategory, GenerationRequest, ImageRef, TaskState
 from bot.core.providers.base import RetryPolicy, Timeouts
 from bot.core.providers.dashscope import DashscopeProvider, DashscopeTaskReply
@@ -21,13 +20,6 @@ from tests.fakes.providers import FakeDashscope, Fault, drive
 FAST = Timeouts(submit=0.2, status=0.1, connect=0.1)
 RETRY = RetryPolicy(attempts=3, base_delay=1.0, jitter=0.0)
 T2I = GenerationRequest(prompt="a red fox", negative_prompt="text", count=4, seed=42)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 @pytest.fixture

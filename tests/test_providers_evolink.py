@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from bot.core.clock import FakeClock
 from bot.core.download import SafeDownloader
 from bot.core.errors import ProviderError, SubmitUncertain
-from bot.core.http import make_http_session
 from bot.core.models import FailureCategory, GenerationRequest, ImageRef, TaskState
 from bot.core.providers import task_id_from_callback
 from bot.core.providers.base import RetryPolicy, Timeouts
@@ -27,13 +26,6 @@ I2I = GenerationRequest(
     count=1,
     images=[ImageRef(url="https://a.example/1.png"), ImageRef(url="https://a.example/2.png")],
 )
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 @pytest.fixture

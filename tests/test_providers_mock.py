@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -13,7 +12,6 @@ from PIL import Image
 
 from bot.core.clock import FakeClock
 from bot.core.download import DownloadError, SafeDownloader
-from bot.core.http import make_http_session
 from bot.core.models import (
     FailureCategory,
     GenerationRequest,
@@ -42,13 +40,6 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    http = make_http_session()
-    yield http
-    await http.close()
 
 
 async def test_text_to_image_honours_count_and_aspect(clock: FakeClock) -> None:
