@@ -72,8 +72,11 @@ async def test_image_to_image_downloads_repairs_and_hosts_the_input(
     good = fake.upload(solid((640, 480), "JPEG"), "photo.jpg")
     odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")  # alpha: repaired
     await fake.slash("imagine", alice, {"prompt": "combine them", "image1": good, "image2": odd})
-    await run.wait_results()
+    [result] = await run.wait_results()
     job = await run.latest_job()
+    # The user is told what was changed, on the results as on the status card.
+    note_fields = [f for e in result["embeds"] for f in e.get("fields", []) if f["name"] == "Notes"]
+    assert note_fields and "transparency flattened" in note_fields[0]["value"]
     urls = [ref.url for ref in job.request.images]
     assert urls[0] == good.url  # accepted as it is: the provider fetches Discord's copy
     hosted = [m for m in fake.messages_in(fake.general) if m["content"].startswith("Input image")]

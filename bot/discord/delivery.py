@@ -174,6 +174,7 @@ class DiscordDelivery:
             update,
             job_id=job.id,
             requester_id=job.requester.user_id,
+            notes=input_notes(job),
             now=self._clock.now(),
         )
         try:
@@ -211,7 +212,8 @@ class DiscordDelivery:
         target = Target.from_job(job)
         try:
             destination = await self._results_channel(job, target)
-            ids = await self._post_results(job, target, destination, images, notes)
+            all_notes = [*input_notes(job), *notes]
+            ids = await self._post_results(job, target, destination, images, all_notes)
         except discord.Forbidden as exc:
             # The engine retries, then fails the job (refunded) and calls `fail`, which
             # shows this cause rather than a generic one.
@@ -389,3 +391,11 @@ class DiscordDelivery:
             int(target.status_channel_id or target.channel_id)
         )
         await channel.get_partial_message(int(target.status_message_id)).edit(**fields)
+
+
+INPUT_NOTES = "input_notes"
+
+
+def input_notes(job: Job) -> list[str]:
+    """What validation changed in the user's images, kept with the job."""
+    return [str(note) for note in job.delivery.get(INPUT_NOTES, [])]

@@ -36,7 +36,7 @@ from bot.core.validation import (
 )
 from bot.discord import render
 from bot.discord.configs import require_allowed_channel
-from bot.discord.delivery import Target
+from bot.discord.delivery import INPUT_NOTES, Target
 from bot.discord.hosting import DiscordImageHost
 from bot.discord.permissions import is_admin, is_thread, require_job_permissions
 from bot.discord.respond import PUBLIC_ORIGINAL, token_dead
@@ -263,7 +263,8 @@ class JobStarter:
             job = await rt.engine.submit(
                 origin.requester(),
                 request,
-                delivery=target.to_delivery(),
+                # The notes (what validation changed) stay on the status card and results.
+                delivery={**target.to_delivery(), INPUT_NOTES: list(notes)},
                 parent_job_id=parent_job_id,
             )
         except WanbotError as exc:
