@@ -72,3 +72,18 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "LOG_LEVEL:" in proc.stderr and "WAN_PROVIDER:" in proc.stderr
     assert "tok-SECRET-abcdef" not in proc.stderr + proc.stdout
+
+
+def test_env_example_lists_every_setting_and_loads() -> None:
+    from bot.settings import Settings
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    names = {
+        line.split("=", 1)[0].strip()
+        for line in example.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+    fields = {name.upper() for name in Settings.model_fields}
+    assert names == fields
+    # The documented defaults are valid settings as they stand.
+    assert load_settings(env_file=example).effective_provider() is ProviderName.MOCK
