@@ -9,15 +9,21 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --upgrade pip > /dev/null 2>&1 || true
+
+# pip's and setuptools' chatter goes to a log, shown only when the install fails.
+INSTALL = $(BIN)/python -m pip install --quiet
+INSTALL_LOG := $(VENV)/install.log
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
-	touch $(STAMP)
+	@echo "installing wanbot into $(VENV) ..."
+	@$(INSTALL) -e . > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
+	@touch $(STAMP)
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP) $(DEV_STAMP)
+	@echo "installing wanbot with its dev tools into $(VENV) ..."
+	@$(INSTALL) -e '.[dev]' > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
+	@touch $(STAMP) $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/wanbot run

@@ -146,7 +146,7 @@ def test_progress_bar_and_usage_wording() -> None:
         resets_at=1000.0 + 3 * 3600,
     )
     text = usage_text(report, now=1000.0)
-    assert "You have used 3 of 5 images this day; 2 left." in text
+    assert "You have used 3 of 5 images today; 2 left." in text
     assert "1 of them are in jobs still running" in text
     assert "resets in 3 h" in text
     blocked = usage_text(report.model_copy(update={"blocked": True}), now=0)

@@ -109,7 +109,7 @@ async def test_console_script_runs_jobs_and_saves_files(tmp_path: Path, clock: F
     assert shapes == ["square", "tall", "wide", "wide"]  # 16:9 x2, the 1:1 edit, the 3:4 fox
     for path in files:
         assert str(path) in shown
-    assert "You have used 4 of 25 images this day" in shown
+    assert "You have used 4 of 25 images today" in shown
     assert "done, 2 images saved" in shown and "generating" in shown
 
     # Everything was settled: charged == delivered, nothing left running.
@@ -147,7 +147,7 @@ async def test_console_quota_admin_and_refusals(tmp_path: Path, clock: FakeClock
     assert code == 0
     assert "local may now generate 2 images per day." in shown
     assert "Quota: This needs 3 images but you have 2 of 2 left" in shown
-    assert "used 0 of 3 (incl. 1 granted) images this day; 3 left" in shown
+    assert "used 0 of 3 (incl. 1 granted) images today; 3 left" in shown
     assert "Quota: You are blocked" in shown
     assert "aspect ratio 5:4 is not available" in shown
     assert "the prompt is empty" in shown

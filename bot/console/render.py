@@ -14,7 +14,7 @@ from bot.core.models import (
     UsageReport,
     UserError,
 )
-from bot.core.quota import format_duration
+from bot.core.quota import PERIOD_WORDS, format_duration
 
 # The engine's messages already name the true cause (the user's request, their quota,
 # or the bot's own provider account) and say nothing was charged. At the console the
@@ -94,7 +94,7 @@ def duration(seconds: float) -> str:
 
 def usage_text(report: UsageReport, now: float) -> str:
     who = "You have" if report.user_id == "local" else f"{report.user_id} has"
-    period = f"this {report.period.value}"
+    period = PERIOD_WORDS[report.period]
     if report.blocked:
         return f"{who} been blocked from generating images. An admin can /quota unblock."
     lines = []

@@ -255,13 +255,13 @@ def _check_jobs(facts: QuotaFacts, defaults: QuotaDefaults) -> QuotaDenied | Non
     )
 
 
-_PERIOD_WORDS = {Period.DAY: "today", Period.WEEK: "this week", Period.MONTH: "this month"}
+PERIOD_WORDS = {Period.DAY: "today", Period.WEEK: "this week", Period.MONTH: "this month"}
 
 
 def _user_limit_denied(status: QuotaStatus, images: int, now: float) -> QuotaDenied:
     allowance = status.allowance or 0
     remaining = status.remaining or 0
-    when = _PERIOD_WORDS[status.limit.period]
+    when = PERIOD_WORDS[status.limit.period]
     resets = f"resets in {format_duration(status.window.end - now)}"
     if allowance == 0:
         message = (
