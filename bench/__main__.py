@@ -57,6 +57,12 @@ def run_one(name: str, logs: Path) -> Section | None:
         print(f"   FAILED (exit {done.returncode}); last lines of the log:", flush=True)
         print("".join(log.read_text(encoding="utf-8").splitlines(True)[-15:]), flush=True)
         return None
+    errors = [line for line in log.read_text(encoding="utf-8").splitlines() if " ERROR " in line]
+    if errors:
+        kept = Path(tempfile.mkdtemp(prefix=f"wanbot-bench-{name}-")) / log.name
+        kept.write_text(log.read_text(encoding="utf-8"), encoding="utf-8")
+        print(f"   note: {len(errors)} ERROR line(s) in the log, kept at {kept}:", flush=True)
+        print(f"   {errors[0]}", flush=True)
     section = Section.from_json(json.loads(out.read_text(encoding="utf-8")))
     for figure in section.figures:
         verdict = f"  [{figure.target}: {figure.verdict().strip('*')}]" if figure.target else ""

@@ -223,10 +223,10 @@ new 20-60 s job for each one that finishes, so status polls, progress edits, res
 downloads and uploads go on throughout. It then sends {PROBES} probe /imagine
 interactions at {PROBE_RATE:g}/s. The latency is measured by the fake Discord, in
 its own process: from just before it writes INTERACTION_CREATE to the websocket to
-the moment the bot's
-`POST /interactions/{{id}}/{{token}}/callback` (type 5, deferred) has been read.
-So it includes the gateway hop, discord.py's parsing and dispatch, the command's
-instant checks, and the HTTP request back; only network distance is missing.
+the moment the bot's `POST /interactions/{{id}}/{{token}}/callback` (type 5,
+deferred) has been read. So it includes the gateway hop, discord.py's parsing and
+dispatch, the command's instant checks, and the HTTP request back; only network
+distance is missing.
 The probes' submits are refused by the fake provider (HTTP 400), so each probe's job
 ends at once and the level stays what it says; their acknowledgement is the same as
 any /imagine's, since the bot defers before it does anything slow.

@@ -151,8 +151,14 @@ class ScaledClock:
 
 def cpu_seconds() -> float:
     """CPU time (user + system) of this process so far."""
+    user, system = cpu_split()
+    return user + system
+
+
+def cpu_split() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def peak_rss_mb() -> float:

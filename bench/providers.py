@@ -2,8 +2,8 @@
 their tasks by themselves on a shared clock (see bench/model.py for the timing).
 
 Submits of acknowledgement probes are refused (HTTP 400). A status query answers
-from the clock: pending, then running with progress (EvoLink
-reports it, APIXO does not), then completed. The instant a task finished is known
+from the clock: pending, then running with progress (EvoLink reports it, APIXO does
+not), then completed. The instant a task finished is known
 exactly (submit + duration, on the clock), and so is the instant the first status
 query saw it. Result images are tiny PNGs carrying their task id in a text chunk,
 so the fake Discord can tell which task an upload belongs to.
@@ -76,11 +76,11 @@ class SelfDriving:
     def _poll(self, task: FakeTask) -> None:
         task.status_calls += 1
         record = self.records.get(task.id)
-        if record is None or task.state not in ("pending", "running"):
-            if record is not None:
-                record.status_calls += 1
+        if record is None:
             return
         record.status_calls += 1
+        if task.state not in ("pending", "running"):
+            return
         now = self.clock.monotonic()
         progress = record.timing.progress(now - record.submitted)
         if progress is None:

@@ -3,7 +3,8 @@ fake provider and a small control API for the benchmark driving the bot.
 
     python -m bench.world --provider apixo --users 1000 --scale 1 --epoch E --wall W
 
-prints one JSON line (the URLs) and serves until POST /stop. Running it apart keeps
+prints one JSON line (the URLs) and serves until POST /stop or until its stdin
+closes (the benchmark that started it has ended). Running it apart keeps
 the fakes' CPU, memory and event-loop time out of the bot's figures, as real Discord
 and a real provider would be; its own loop lag is reported so a busy fake shows.
 """
@@ -156,15 +157,17 @@ class World:
 
     def _scan_uploads(self) -> None:
         requests: list[RecordedRequest] = self.discord.requests
-        for rec in requests[self._scanned :]:
+        while self._scanned < len(requests):
+            rec = requests[self._scanned]
+            if rec.status == 0:
+                break  # still being answered: look again next time
+            self._scanned += 1
             if not rec.ok:
                 continue
             for file in rec.files:
                 task_id = task_of_upload(file.data)
                 if task_id is not None and task_id not in self.posted:
                     self.posted[task_id] = rec.real_at
-        # Keep the last one: its status may not be known yet when it is scanned.
-        self._scanned = max(self._scanned, len(requests) - 1)
 
     async def _tasks(self, request: web.Request) -> web.Response:
         """Every provider task: timing on the shared clock, status calls, upload time."""
