@@ -118,13 +118,16 @@ def test_linear_progress_is_found_within_a_second_in_few_polls() -> None:
     assert polls <= 5  # the fixed schedule needs 9 for 47 s
 
 
-def test_without_information_the_first_poll_is_at_ten_seconds() -> None:
+def test_without_information_polling_follows_the_documented_schedule() -> None:
+    # No history and no hints: first poll after 10 s, then every 5 s, like the docs say.
     policy = PollPolicy()
     plan = PollPlan.start(0.0, policy, None, None)
     assert plan.next_poll(0.0, policy) == 10.0
     assert plan.eta(0.0) is None  # a guess is not shown as an ETA
     plan.observe(10.0, _running(), policy)
-    assert plan.next_poll(10.0, policy) == 10.0 + policy.blind_interval
+    assert plan.next_poll(10.0, policy) == 15.0
+    plan.observe(15.0, _running(), policy)
+    assert plan.next_poll(15.0, policy) == 20.0
 
 
 def test_history_moves_the_first_poll_to_the_short_end_of_recent_durations() -> None:

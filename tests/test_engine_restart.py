@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.core.clock import FakeClock
 from bot.core.engine import DELIVERED_MARKER, JobEngine
+from bot.core.errors import ShuttingDown
 from bot.core.models import ErrorKind, Job, JobState
 from storage.db import Database
 from tests.engine_doubles import (
@@ -204,3 +207,24 @@ async def test_close_lets_a_delivery_under_way_finish(db: Database, clock: FakeC
     await closing
     final = await store.get(job.id)
     assert final is not None and final.state is JobState.DONE and final.delivered == 1
+
+
+async def test_a_request_during_shutdown_is_refused_without_a_charge(
+    db: Database, clock: FakeClock
+) -> None:
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=30.0))
+    port = RecordingPort()
+    port.deliver_gate = asyncio.Event()  # a delivery holds close() in its grace period
+    engine = make_engine(store, provider, clock, port)
+    await engine.start()
+    first = await engine.submit(requester(), request(count=1))
+    await advance_until(clock, store, lambda: first.id in port.deliver_started)
+    closing = asyncio.create_task(engine.close())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    with pytest.raises(ShuttingDown):
+        await engine.submit(requester(), request(count=1))
+    port.deliver_gate.set()
+    await closing
+    assert [job.id for job in await store.active_jobs()] == []  # nothing else stored

@@ -66,6 +66,19 @@ class NotAllowed(WanbotError):
     kind = ErrorKind.USER_INPUT
 
 
+class ShuttingDown(WanbotError):
+    """The bot is stopping; nothing was reserved."""
+
+    kind = ErrorKind.INTERNAL
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The bot is restarting, so nothing was started and nothing was charged. "
+            "Please try again in a minute.",
+            code="shutting_down",
+        )
+
+
 class ProviderError(Exception):
     """A provider call failed. `category` decides retry and blame."""
 

@@ -147,8 +147,13 @@ class DiscordDelivery:
     ) -> None:
         """Status edits for this message may use the interaction's token while it lives."""
         now = self._clock.now()
-        for key in [k for k, t in self._tokens.items() if t.usable_until <= now]:
-            del self._tokens[key]
+        # Tokens are kept in insertion order with one lifetime, so the expired ones
+        # are at the front: drop those only, instead of scanning thousands per job.
+        while self._tokens:
+            oldest = next(iter(self._tokens))
+            if self._tokens[oldest].usable_until > now:
+                break
+            del self._tokens[oldest]
         self._tokens[str(status_message_id)] = _LiveToken(
             interaction, now + TOKEN_LIFETIME - TOKEN_MARGIN
         )
@@ -186,6 +191,9 @@ class DiscordDelivery:
     def _worth_showing(self, job_id: str, update: ProgressUpdate) -> bool:
         """Edit on every state change, else only for a real step after a while: Discord
         rate limits edits and counts failed requests against the bot."""
+        if update.state is JobState.SUBMITTING:
+            # Lasts well under a second: the card goes from Queued to Generating.
+            return False
         now = self._clock.monotonic()
         last = self._shown.get(job_id)
         if last is not None and last.state is update.state:

@@ -33,7 +33,14 @@ from bot.core.engine.polling import DurationKey, DurationStats, PollPlan, PollPo
 from bot.core.engine.progress import ProgressThrottle
 from bot.core.engine.ratelimit import RateLimiter
 from bot.core.engine.timers import TimerHeap
-from bot.core.errors import NotAllowed, NotFound, ProviderError, SubmitUncertain, WanbotError
+from bot.core.errors import (
+    NotAllowed,
+    NotFound,
+    ProviderError,
+    ShuttingDown,
+    SubmitUncertain,
+    WanbotError,
+)
 from bot.core.ids import new_job_id, normalize_job_id
 from bot.core.models import (
     ErrorKind,
@@ -172,6 +179,7 @@ class JobEngine:
         self._user_running: dict[Hashable, int] = {}
         self._driver: asyncio.Task[None] | None = None
         self._finishing: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._recovered = False
         self._config_outage = False
         self._positions_scanned_at = -math.inf
@@ -203,6 +211,7 @@ class JobEngine:
         """Stop all work. Jobs stay in the store in their current state, so a new
         engine on the same database picks them up. Deliveries and failure notices
         already under way get `close_grace_seconds` to end first."""
+        self._closing = True
         if self._driver is not None:
             self._driver.cancel()  # no new polls, submits or deadlines from here on
         finishing = [t for t in self._finishing if not t.done()]
@@ -236,6 +245,8 @@ class JobEngine:
         delivery: dict[str, Any] | None = None,
         parent_job_id: str | None = None,
     ) -> Job:
+        if self._closing:
+            raise ShuttingDown()
         if self._driver is None:
             raise RuntimeError("the engine is not started: call start() first")
         if requester.platform not in self._ports:
@@ -260,6 +271,10 @@ class JobEngine:
                 if attempt == 2:
                     raise
                 log.warning("job id %s collided; drawing another", job.id)
+        if self._closing:
+            # Stored and reserved while the engine stopped: the next start runs it.
+            log.info("job %s: admitted during shutdown; it runs after the restart", job.id)
+            return job
         a = self._track(job)
         self._queue.push(a.user, job.id)
         self._pump()

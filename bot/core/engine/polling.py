@@ -69,6 +69,9 @@ class PollPolicy:
     tail_margin: float = 0.1  # poll this long after the confident finish estimate
     tail_interval: float = 1.0  # first step once the expected finish has passed
     blind_interval: float = 4.0  # longest step inside the expected window
+    # Step while the estimate is only the default guess (no history, no hints):
+    # the documented 5 s beat, since a finer one costs calls without knowledge to aim.
+    guess_interval: float = 5.0
     max_interval: float = 30.0  # longest wait between two polls, whatever the estimate
     callback_interval: float = 30.0  # safety-net polling when callbacks are on
     default_duration: float = 30.0  # prior when nothing is known
@@ -232,6 +235,7 @@ class PollPlan:
         if callbacks:
             return max(earliest, now + policy.callback_interval)
         low = self._finish - self._error
+        blind = policy.blind_interval if self._evidence else policy.guess_interval
         if self._last_poll is not None and now > self._finish + self._error:
             # The estimate passed without a result. A sharp one was nearly right: step
             # up from tail_interval; a vague one says little: keep the blind step.
@@ -239,14 +243,14 @@ class PollPlan:
             if self._error <= policy.confident_error:
                 step = policy.tail_interval * 1.5 ** (self._misses - 1)
             else:
-                step = policy.blind_interval
-            target = now + min(step, policy.blind_interval)
+                step = blind
+            target = now + min(step, blind)
         elif self._error <= policy.confident_error:
             target = self._finish + self._error + policy.tail_margin
         elif low > earliest:
             target = low  # nothing can have finished before then
         else:
-            target = now + min(max(self._error / 2, policy.tail_interval), policy.blind_interval)
+            target = now + min(max(self._error / 2, policy.tail_interval), blind)
         return min(max(target, earliest), now + policy.max_interval)
 
     def duration(self, now: float) -> float:
