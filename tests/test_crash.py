@@ -272,6 +272,10 @@ async def run_scenario(crash: Crash, gate: ResultGate) -> None:
 
     jobs = await asyncio.wait_for(provider_finishes_everything(), WAIT)
     assert await second.stop() == 0, second.log_text()[-3000:]
+    # A clean SIGTERM: tasks cancelled, HTTP session and database closed.
+    shutdown_log = second.log_text()
+    for leak in ("Unclosed client session", "Unclosed connector", "Task was destroyed"):
+        assert leak not in shutdown_log
     await check_outcome(crash, interactions, at_kill, jobs, gate)
 
 
