@@ -30,7 +30,7 @@ RESULTS_MD = HERE / "RESULTS.md"
 BENCHMARKS: dict[str, tuple[str, float]] = {
     "images": ("header-only image check vs full decode", 120),
     "ledger": ("quota ledger reserve + settle per second", 120),
-    "delivery": ("delivery lag and status calls: engine vs fixed schedule", 300),
+    "delivery": ("delivery lag and status calls: engine vs fixed schedule, callbacks", 300),
     "ack": ("interaction acknowledgement latency with 0/100/1,000 jobs in flight", 300),
     "scale": ("2,000 concurrent jobs: CPU per job, peak RSS, loop lag", 360),
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -105,6 +106,13 @@ def bot_settings(world: World, provider: str, db_path: Path, **overrides: Any) -
         **overrides,
     }
     return Settings(_env_file=None, **values)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for the bot's callback server)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -170,7 +170,8 @@ class World:
                     self.posted[task_id] = rec.real_at
 
     async def _tasks(self, request: web.Request) -> web.Response:
-        """Every provider task: timing on the shared clock, status calls, upload time."""
+        """Every provider task: timing on the shared clock, status calls, the webhook
+        (when one was asked for), upload time."""
         self._scan_uploads()
         rows = []
         for record in self.driving.records.values():
@@ -185,6 +186,9 @@ class World:
                     "seen_done": record.seen_done,
                     "seen_done_real": record.seen_done_real,
                     "status_calls": record.status_calls,
+                    "callback_at": record.callback_at,
+                    "callback_status": record.callback_status,
+                    "callback_attempts": record.callback_attempts,
                     "posted_real": posted,
                     "posted": None if posted is None else self.clock.at_real(posted),
                 }
