@@ -15,6 +15,7 @@ provider, an HTTP session or a database path; what is passed in is not closed he
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -87,6 +88,10 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.tasks = TaskGroup("runtime")
+        # Pillow work (input repair, result re-encoding) gets its own small pool: on
+        # the loop's default executor a burst of conversions would also hold up DNS
+        # lookups (aiohttp resolves in that pool), and with them the 3 s interaction ack.
+        self.image_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="images")
         self.db = Database(database_path if database_path is not None else settings.database_path)
         defaults = QuotaDefaults.from_settings(settings)
         self.jobs = SqliteJobStore(self.db, self.clock, defaults)
@@ -148,6 +153,7 @@ class Runtime:
         if self._opened:
             await self.db.close()
             self._opened = False
+        self.image_executor.shutdown(wait=False, cancel_futures=True)
         self._started = False
 
     async def __aenter__(self) -> Runtime:

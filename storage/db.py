@@ -68,7 +68,9 @@ class Database:
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         self._conn.row_factory = aiosqlite.Row
         await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit (e.g. "submitting", before the provider is called) survives
+        # power loss too, not only a crash of the process; grouped commits share the fsync.
+        await self._conn.execute("PRAGMA synchronous=FULL")
         await self._conn.execute("PRAGMA foreign_keys=ON")
         await self._conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         await self.migrate()

@@ -151,3 +151,13 @@ def test_progress_bar_and_usage_wording() -> None:
     assert "resets in 3 h" in text
     blocked = usage_text(report.model_copy(update={"blocked": True}), now=0)
     assert "blocked" in blocked
+
+
+async def test_a_long_session_keeps_a_bounded_number_of_outcomes(tmp_path: Path) -> None:
+    from bot.console import delivery as module
+
+    port = ConsoleDelivery(tmp_path, ShellView(io.StringIO(), io.StringIO(), tty=False))
+    for n in range(module._KEEP_OUTCOMES + 50):
+        port._resolve(module.Outcome(job_id=f"j{n}", paths=[]))
+    assert len(port._outcomes) == module._KEEP_OUTCOMES
+    assert port.finished(f"j{module._KEEP_OUTCOMES + 49}")

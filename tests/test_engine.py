@@ -262,6 +262,22 @@ async def test_failing_status_queries_end_as_an_outage(
     assert len(provider.status_calls) == engine.config.status_error_limit
 
 
+async def test_a_status_query_refused_as_bad_request_does_not_blame_the_user(
+    engine: JobEngine,
+    store: TrackedStore,
+    provider: ScriptedProvider,
+    port: RecordingPort,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    # The request was accepted at submit; a 400 on GET /tasks/{id} is not about it.
+    provider.status_errors.append(
+        ProviderError(FailureCategory.USER, "InvalidParameter", "bad task id", status=400)
+    )
+    _, kind, _ = await _failed_with(engine, store, port, db, clock)
+    assert kind is ErrorKind.PROVIDER_OUTAGE
+
+
 async def test_submit_uncertain_fails_with_a_refund_and_is_never_resent(
     engine: JobEngine,
     store: TrackedStore,

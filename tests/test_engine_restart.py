@@ -228,3 +228,47 @@ async def test_a_request_during_shutdown_is_refused_without_a_charge(
     port.deliver_gate.set()
     await closing
     assert [job.id for job in await store.active_jobs()] == []  # nothing else stored
+
+
+async def test_a_restart_after_the_deadline_still_delivers_a_finished_task(
+    db: Database, clock: FakeClock
+) -> None:
+    # The bot was down longer than the job's deadline; its task finished meanwhile
+    # (and was paid for): the result is delivered, not thrown away as timed out.
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=60.0))
+    first = make_engine(store, provider, clock, RecordingPort(), deadline_seconds=900.0)
+    await first.start()
+    job = await first.submit(requester(), request(count=1))
+    await advance_until(clock, store, lambda: bool(provider.tasks))
+    await first.close()
+    await clock.advance(1000.0)  # downtime beyond the 900 s deadline
+    engine, port = await _restart(first, store, provider, clock)
+    try:
+        final = await run_until_final(clock, store, job.id)
+        assert final.state is JobState.DONE and len(port.delivered(job.id)) == 1
+        await _money_matches(db, final, 1)
+    finally:
+        await engine.close()
+
+
+async def test_a_clean_stop_starts_no_new_submit(db: Database, clock: FakeClock) -> None:
+    # One running slot per user: the second job waits. A stop while the first is
+    # being delivered must not send the second (it would be cut off mid-submit).
+    store = make_store(db, clock)
+    provider = ScriptedProvider(clock, Script(duration=30.0))
+    port = RecordingPort()
+    port.deliver_gate = asyncio.Event()
+    engine = make_engine(store, provider, clock, port, max_running_per_user=1)
+    await engine.start()
+    first = await engine.submit(requester(), request(count=1))
+    second = await engine.submit(requester(), request(count=1))
+    await advance_until(clock, store, lambda: first.id in port.deliver_started)
+    closing = asyncio.create_task(engine.close())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    port.deliver_gate.set()  # the first delivery ends inside the grace period
+    await closing
+    assert provider.submit_calls == 1
+    assert await _state(store, first.id) is JobState.DONE
+    assert await _state(store, second.id) is JobState.QUEUED  # sent after the restart

@@ -58,6 +58,9 @@ def _write_files(output_dir: Path, job_id: str, images: list[ResultImage]) -> li
     return paths
 
 
+_KEEP_OUTCOMES = 256
+
+
 class ConsoleDelivery:
     def __init__(self, output_dir: Path, view: ConsoleView) -> None:
         self.output_dir = output_dir
@@ -75,6 +78,12 @@ class ConsoleDelivery:
         future = self._future(outcome.job_id)
         if not future.done():
             future.set_result(outcome)
+        # A long session must not keep every outcome: the oldest settled ones go.
+        while len(self._outcomes) > _KEEP_OUTCOMES:
+            oldest = next(iter(self._outcomes))
+            if not self._outcomes[oldest].done():
+                break
+            del self._outcomes[oldest]
 
     async def wait(self, job_id: str) -> Outcome:
         """The job's outcome; returns at once if it already ended in this process."""

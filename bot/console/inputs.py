@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ async def prepare_request(
     fetch: Fetcher,
     host: LocalImageHost,
     normalize: bool = True,
+    executor: Executor | None = None,
 ) -> PreparedRequest:
     """Check the options and images like the Discord front end does. Raises
     ValidationFailed with every problem; nothing is reserved or spent before this passes."""
@@ -79,7 +81,9 @@ async def prepare_request(
     if local and not host.can_host:
         raise host.refusal(Path(local[0]).name)
     sources = await _sources(command.images)
-    prepared = await prepare_images(sources, caps, normalize=normalize, fetch=fetch, host=host)
+    prepared = await prepare_images(
+        sources, caps, normalize=normalize, fetch=fetch, host=host, executor=executor
+    )
     return PreparedRequest(
         request=options.to_request(prepared.refs), notes=[*options.notes, *prepared.notes]
     )

@@ -46,4 +46,5 @@ def core_parts(rt: Runtime) -> CoreParts:
         provider=rt.provider,
         downloader=rt.downloader,
         clock=rt.clock,
+        image_executor=rt.image_executor,
     )

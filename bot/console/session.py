@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from bot.console.commands import (
@@ -57,6 +58,7 @@ class CoreParts:
     provider: ImageProvider
     downloader: Fetcher
     clock: Clock
+    image_executor: Executor | None = None  # Pillow work; None: the loop's default
 
 
 async def prepare(core: CoreParts, command: ImagineCommand) -> PreparedRequest:
@@ -70,6 +72,7 @@ async def prepare(core: CoreParts, command: ImagineCommand) -> PreparedRequest:
         fetch=core.downloader,
         host=LocalImageHost(core.provider),
         normalize=config.normalize_images,
+        executor=core.image_executor,
     )
 
 

@@ -17,7 +17,6 @@ polls happen and why). Tasks exist only while something is in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import math
@@ -95,6 +94,10 @@ class EngineConfig:
         return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** max(0, attempt - 1)))
 
 
+# After a restart, a running or delivering job gets at least this long to finish.
+RESUME_GRACE = 300.0
+
+
 @dataclass
 class EngineStats:
     """Counters for measurements and `doctor`-style reports."""
@@ -117,6 +120,7 @@ class _Active:
         "polling",
         "progress",
         "recheck",
+        "resumed",
         "sent_position",
         "slot",
         "status_errors",
@@ -138,6 +142,7 @@ class _Active:
         self.recheck = False  # a callback came during that query: ask again after it
         self.token_reserved = False  # the planned poll already has its rate-limit token
         self.callback_seen = False
+        self.resumed = False  # picked up after a restart: its timing includes the downtime
         self.status_errors = 0
         self.submit_attempts = 0
         self.task_attempts = 0
@@ -214,9 +219,14 @@ class JobEngine:
         self._closing = True
         if self._driver is not None:
             self._driver.cancel()  # no new polls, submits or deadlines from here on
-        finishing = [t for t in self._finishing if not t.done()]
-        if finishing:
-            await asyncio.wait(finishing, timeout=self.config.close_grace_seconds)
+        # Submits already sent, deliveries and failure notices get the grace period;
+        # one may start another (a failure notice after a failed post), so loop.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.config.close_grace_seconds
+        while (finishing := [t for t in self._finishing if not t.done()]) and (
+            left := end - loop.time()
+        ) > 0:
+            await asyncio.wait(finishing, timeout=left)
         await self._tasks.close()
         self._driver = None
         self._active.clear()
@@ -419,6 +429,8 @@ class JobEngine:
 
     def _pump(self) -> None:
         """Start queued jobs while the provider has free slots (and their users may)."""
+        if self._closing:
+            return  # queued jobs stay stored; the next start submits them
         started = False
         while self._running < self.config.provider_concurrency:
             job_id = self._queue.pop(self._may_start)
@@ -431,7 +443,7 @@ class JobEngine:
             self._running += 1
             self._take_user_slot(a)
             started = True
-            self._tasks.create_task(self._submit(a), name=f"submit-{job_id}")
+            self._finishing_task(self._submit(a), f"submit-{job_id}")
         if started:
             self._positions_changed()
 
@@ -482,8 +494,8 @@ class JobEngine:
 
     async def _send_progress(self, job_id: str, update: ProgressUpdate) -> None:
         a = self._active.get(job_id)
-        if a is None:
-            return
+        if a is None or self._closing:
+            return  # while stopping, only results and failure notices still go out
         port = self._ports.get(a.job.requester.platform)
         if port is None:
             return
@@ -496,6 +508,9 @@ class JobEngine:
 
     async def _submit(self, a: _Active) -> None:
         job_id = a.job.id
+        if self._closing:
+            self._release_slot(a)  # not sent: it stays QUEUED for the next start
+            return
         try:
             delivery = dict(a.job.delivery)
             callback_url = None
@@ -582,7 +597,7 @@ class JobEngine:
     def _resubmit(self, job_id: str) -> None:
         a = self._active.get(job_id)
         if a is not None and a.job.state is _Q and a.slot:
-            self._tasks.create_task(self._submit(a), name=f"submit-{job_id}")
+            self._finishing_task(self._submit(a), f"submit-{job_id}")
 
     # --- polling --------------------------------------------------------------------
 
@@ -674,7 +689,12 @@ class JobEngine:
         if exc.category is FailureCategory.CONFIG:
             self._alert_config(exc.code, exc.message)
         log.warning("job %s: giving up on status queries: %s", job_id, exc.code)
-        error = failures.for_category(exc.category, exc.code, exc.message, job_id=job_id)
+        # The user's request was accepted at submit: whatever a status query says
+        # (400, a "bad request" code), it is the provider's or the bot's trouble.
+        category = exc.category
+        if category is not FailureCategory.CONFIG:
+            category = FailureCategory.TRANSIENT
+        error = failures.for_category(category, exc.code, exc.message, job_id=job_id)
         await self._fail(job_id, error, [_R])
 
     async def _on_task_failed(self, a: _Active, status: TaskStatus) -> None:
@@ -699,7 +719,7 @@ class JobEngine:
             a.job, a.plan, a.progress = back, None, None
             self._timers.cancel(("poll", job_id))
             log.warning("job %s: task failed (%s); trying a new task", job_id, code)
-            self._tasks.create_task(self._submit(a), name=f"submit-{job_id}")
+            self._finishing_task(self._submit(a), f"submit-{job_id}")
             return
         if category is FailureCategory.CONFIG:
             self._alert_config(code, message)
@@ -710,7 +730,10 @@ class JobEngine:
     async def _on_succeeded(self, a: _Active, status: TaskStatus) -> None:
         job_id = a.job.id
         assert a.plan is not None
-        self._durations.record(self._duration_key(a.job), a.plan.duration(self.clock.monotonic()))
+        if not a.resumed:
+            self._durations.record(
+                self._duration_key(a.job), a.plan.duration(self.clock.monotonic())
+            )
         self._release_slot(a)
         urls = status.result_urls[: a.job.request.count]
         if not urls:
@@ -765,28 +788,43 @@ class JobEngine:
                 return
             posted = True
             delivery = {**job.delivery, **data, DELIVERED_MARKER: len(images)}
-            done = await self.store.transition(
-                job_id,
-                [_D],
-                JobState.DONE,
-                delivered=len(images),
-                delivery=delivery,
-                progress=100,
-                finished_at=self.clock.now(),
-            )
+            done = await self._record_delivery(job_id, len(images), delivery)
             self._untrack(a)
             if done is not None:
                 self.stats.delivered += 1
                 log.info("job %s: delivered %d of %d image(s)", job_id, len(images), count)
         except Exception:
             if posted:
-                # The user has the images; only recording it failed. Leave the job
-                # DELIVERING: the next start settles it (the port will not post twice).
+                # The user has the images; only recording it failed, again and again.
+                # Left DELIVERING, the next start settles it (the port will not post twice).
                 log.exception("job %s: posted but could not be recorded", job_id)
                 self._untrack(a)
                 return
             log.exception("job %s: delivery failed unexpectedly", job_id)
             await self._fail(job_id, failures.internal(job_id), [_D])
+
+    async def _record_delivery(
+        self, job_id: str, delivered: int, delivery: dict[str, Any]
+    ) -> Job | None:
+        """DONE and settled, retried: the compare-and-set is idempotent, and a job left
+        DELIVERING would hold its user's reservation and running slot until a restart."""
+        for attempt in range(1, self.config.deliver_attempts + 1):
+            try:
+                return await self.store.transition(
+                    job_id,
+                    [_D],
+                    JobState.DONE,
+                    delivered=delivered,
+                    delivery=delivery,
+                    progress=100,
+                    finished_at=self.clock.now(),
+                )
+            except Exception:
+                if attempt == self.config.deliver_attempts:
+                    raise
+                log.warning("job %s: recording the delivery failed (try %d)", job_id, attempt)
+                await self.clock.sleep(self.config.backoff(attempt))
+        return None
 
     async def _post(
         self, port: DeliveryPort, job: Job, images: list[ResultImage], notes: list[str]
@@ -886,8 +924,10 @@ class JobEngine:
             return
 
         async def cancel() -> None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.provider.cancel(task_id)
+            except Exception as exc:  # best effort: the job is already settled
+                log.warning("task %s: cancel at the provider failed: %s", task_id, exc)
 
         self._tasks.create_task(cancel(), name=f"cancel-{task_id}")
 
@@ -930,6 +970,7 @@ class JobEngine:
             await self._fail(job.id, failures.provider_changed(job.id), [job.state])
             return
         log.info("job %s: resuming from %s", job.id, job.state.value)
+        job = await self._resume_deadline(job)
         if job.state is _Q:
             a = self._track(job)
             self._queue.push(a.user, job.id)
@@ -938,6 +979,7 @@ class JobEngine:
             await self._fail(job.id, failures.interrupted_submit(job.id), [_S])
         elif job.state is _R:
             a = self._track(job)
+            a.resumed = True
             a.slot = True
             self._running += 1
             self._take_user_slot(a)
@@ -960,6 +1002,16 @@ class JobEngine:
             self._take_user_slot(a)
             self._publish(a, force=True)
             self._finishing_task(self._deliver(a), f"deliver-{job.id}")
+
+    async def _resume_deadline(self, job: Job) -> Job:
+        """The bot's own downtime must not use up a job's deadline before anyone looks:
+        a queued job gets a full deadline again, a running or delivering one at least
+        RESUME_GRACE seconds (its task may well have finished while the bot was away)."""
+        now = self.clock.now()
+        grace = self.config.deadline_seconds if job.state is _Q else RESUME_GRACE
+        if job.deadline_at is not None and job.deadline_at >= now + grace:
+            return job
+        return await self.store.update(job.id, deadline_at=now + grace)
 
     def _finishing_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = self._tasks.create_task(coro, name=name)
