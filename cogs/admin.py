@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.errors import NotAllowed
 from bot.core.models import Period
 from bot.discord import render
 from bot.discord.bot import WanBot
@@ -142,6 +143,13 @@ class Admin(commands.Cog):
         limit: app_commands.Range[int, 0, 100_000] | None = None,
         period: PeriodName | None = None,
     ) -> None:
+        if role.is_default():
+            # Members' role lists never include @everyone, so such a limit would never apply.
+            raise NotAllowed(
+                "@everyone can't have a role limit: use `/quota default` to set the limit "
+                "for everyone without a limit of their own.",
+                code="default_role",
+            )
         await defer(interaction, ephemeral=True)
         guild = self._guild(interaction)
         if limit is None:

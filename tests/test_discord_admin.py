@@ -81,6 +81,18 @@ async def test_role_and_default_limits(run: Running, fake: FakeDiscord, admin: F
     assert (await run.rt.quotas.usage(fake.guild_id, member.id, [artists.id])).limit == 7
 
 
+async def test_a_role_limit_for_everyone_is_refused_with_a_pointer_to_default(
+    run: Running, fake: FakeDiscord, admin: FakeUser
+) -> None:
+    # Members' role ids never include @everyone: such a limit would be stored and ignored.
+    attempt = await fake.slash(
+        "quota", admin, {"role": fake.everyone, "limit": 3}, subcommand="role"
+    )
+    text = await answered(run, attempt)
+    assert "/quota default" in text and "@everyone" in text
+    assert await run.rt.db.fetchall("SELECT * FROM quota_limits") == []
+
+
 async def test_config_changes_are_saved_and_used(
     run: Running, fake: FakeDiscord, admin: FakeUser
 ) -> None:

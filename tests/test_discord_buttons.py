@@ -9,6 +9,7 @@ from bot.core.clock import FakeClock
 from bot.core.models import Job, JobState
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
+from tests.image_corpus import solid
 
 
 async def made(
@@ -34,6 +35,36 @@ async def test_reroll_makes_a_new_job_for_the_clicker_in_the_same_thread(
     assert again.request.prompt == job.request.prompt and again.request.count == 2
     [second] = run.result_messages(again.id)
     assert second["channel_id"] == message["channel_id"]  # the thread of the first job
+
+
+async def test_reroll_of_an_image_edit_fetches_the_inputs_again(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    photo = fake.upload(solid((640, 480), "JPEG"), "photo.jpg")
+    await fake.slash("imagine", alice, {"prompt": "warmer", "image1": photo})
+    [message] = await run.wait_results()
+    await run.finish()
+    job = await run.latest_job()
+    cdn = rf"/attachments/{fake.general.id}/{photo.id}/photo.jpg"
+    fetched = len(fake.find_requests("GET", cdn))  # by the bot (checks), then the provider
+    assert fetched == 2
+    again = await fake.click(alice, message["id"], f"wanbot:reroll:{job.id}")
+    await run.drive(lambda: len(run.result_messages()) == 2)
+    await run.finish()
+    reroll = await run.latest_job()
+    assert reroll.parent_job_id == job.id and again.callback_type == 5
+    assert [ref.url for ref in reroll.request.images] == [photo.url]
+    assert len(fake.find_requests("GET", cdn)) == 2 * fetched  # checked again, then used
+    # A day later Discord's link is dead: the user is told, nothing is started or charged.
+    del fake.attachments[photo.id]
+    tasks, usage = run.mock.task_count, await run.rt.quotas.usage(fake.guild_id, alice.id)
+    expired = await fake.click(alice, message["id"], f"wanbot:reroll:{job.id}")
+    await run.drive(lambda: expired.answer(ephemeral=True))
+    assert "no longer available" in expired.text() and "attach them again" in expired.text()
+    assert "Nothing was charged" in expired.text()
+    await run.settle()
+    assert (await run.latest_job()).id == reroll.id and run.mock.task_count == tasks
+    assert await run.rt.quotas.usage(fake.guild_id, alice.id) == usage
 
 
 async def test_edit_asks_for_a_prompt_and_uses_that_result_image(
@@ -100,6 +131,26 @@ async def test_show_brings_back_a_card_and_jobs_lists_mine(
     nothing = await fake.slash("jobs", bob)
     await run.drive(lambda: nothing.answer(ephemeral=True))
     assert "No jobs yet" in nothing.text()
+
+
+async def test_show_does_not_bring_deleted_results_back(
+    run: Running, fake: FakeDiscord, alice: FakeUser, bob: FakeUser
+) -> None:
+    job, message = await made(run, alice)
+    await fake.click(alice, message["id"], f"wanbot:delete:{job.id}")
+    await fake.wait_until(lambda: message.get("deleted"))
+    await run.settle()
+    shown = await fake.slash("show", bob, {"job_id": job.id})
+    await run.drive(lambda: shown.answer(ephemeral=True))
+    card = shown.answer(ephemeral=True)
+    assert card is not None and "were deleted" in shown.text()
+    assert not [e for e in card["embeds"] if e.get("image")]  # not the provider's links
+    # Removed by a moderator instead of the button: gone all the same.
+    other, posted = await made(run, alice, "a second fox")
+    await fake.delete_message(posted["id"])
+    again = await fake.slash("show", bob, {"job_id": other.id})
+    await run.drive(lambda: again.answer(ephemeral=True))
+    assert "were deleted" in again.text()
 
 
 async def test_cancel_stops_a_running_job_and_refunds_it(

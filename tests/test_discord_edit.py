@@ -4,6 +4,9 @@ happens when the Message Content intent is off."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot.core.clock import FakeClock
 from tests.fakes.discord import FakeDiscord, FakeUser
@@ -30,6 +33,33 @@ async def test_reply_with_a_mention_edits_the_replied_image(
         if m.get("message_reference", {}).get("message_id") == reply["id"]
     )
     assert message["channel_id"] == status["id"]  # results in a thread on the bot's reply
+
+
+async def test_a_reply_whose_submit_crashes_leaves_no_waiting_card(
+    run: Running, fake: FakeDiscord, alice: FakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_submit(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database is locked")  # not a WanbotError: a bug or an outage
+
+    monkeypatch.setattr(run.rt.engine, "submit", broken_submit)
+    photo = fake.upload(solid((800, 600), "JPEG"), "cat.jpg")
+    original = await fake.post_user_message(alice, "my cat", attachments=[photo])
+    reply = await fake.post_user_message(
+        alice, "give it a hat", reply_to=original["id"], mention_bot=True
+    )
+
+    def replies() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in fake.messages.values()
+            if m.get("message_reference", {}).get("message_id") == reply["id"]
+        ]
+
+    [apology] = await run.drive(lambda: [m for m in replies() if "error id" in m["content"]])
+    assert "went wrong on our side" in apology["content"]
+    await run.settle()
+    assert replies() == [apology]  # the "Waiting for a free slot" card was withdrawn
+    assert fake.find_requests("DELETE", rf"/channels/{fake.general.id}/messages/\d+")
 
 
 async def test_reply_without_the_referenced_message_fetches_it(

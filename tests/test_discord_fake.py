@@ -163,6 +163,34 @@ async def test_a_repeated_nonce_returns_the_first_message(fake: FakeDiscord, bot
     assert len([m for m in fake.messages_in(fake.general) if m["content"] == "once"]) == 1
 
 
+async def test_nonces_are_only_remembered_for_a_few_minutes(
+    fake: FakeDiscord, bot: Client, clock: FakeClock
+) -> None:
+    channel = bot.client.get_partial_messageable(int(fake.general.id))
+    first = await channel.send("twice", nonce="wbjob0")
+    await clock.advance(fake.NONCE_WINDOW + 1)
+    later = await channel.send("twice", nonce="wbjob0")
+    assert later.id != first.id  # like Discord: a new message after the window
+    assert len([m for m in fake.messages_in(fake.general) if m["content"] == "twice"]) == 2
+
+
+async def test_history_pages_newest_first_around_an_anchor(fake: FakeDiscord, bot: Client) -> None:
+    channel = bot.client.get_partial_messageable(int(fake.general.id))
+    sent = [await channel.send(f"m{n}", nonce=f"n{n}") for n in range(6)]
+    newest = [m.content async for m in channel.history(limit=3)]
+    assert newest == ["m5", "m4", "m3"]
+    after = [m.content async for m in channel.history(after=sent[1], limit=2)]
+    assert after == ["m2", "m3"]  # discord.py turns them oldest first
+    before = [m.content async for m in channel.history(before=sent[2], limit=10)]
+    assert before == ["m1", "m0"]
+    around = sorted([m.content async for m in channel.history(around=sent[3], limit=3)])
+    assert around == ["m2", "m3", "m4"]
+    [page] = fake.find_requests("GET", rf"/channels/{fake.general.id}/messages$")[:1]
+    assert page.ok and all("nonce" not in m for m in page.response)
+    await fake.set_bot_deny(fake.general, 1 << 16)  # no Read Message History: nothing
+    assert [m async for m in channel.history(limit=5)] == []
+
+
 async def test_rate_limit_with_via_is_retried_and_without_via_raises(
     fake: FakeDiscord, bot: Client
 ) -> None:

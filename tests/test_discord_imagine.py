@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.core.clock import FakeClock
+from bot.core.errors import ShuttingDown
 from bot.core.models import (
     FailureCategory,
     GenerationRequest,
@@ -26,6 +27,32 @@ EPHEMERAL = 64
 
 def title(message: dict[str, Any]) -> str:
     return str(message["embeds"][0].get("title", "")) if message.get("embeds") else ""
+
+
+def field(message: dict[str, Any], name: str) -> str | None:
+    for embed in message.get("embeds") or []:
+        for item in embed.get("fields") or []:
+            if item["name"] == name:
+                return str(item["value"])
+    return None
+
+
+def image_pool_work(run: Running, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the functions the runtime's image pool runs from now on."""
+    pool = run.rt.image_executor
+    real_submit = pool.submit
+    ran: list[str] = []
+
+    def submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        ran.append(getattr(getattr(fn, "func", fn), "__name__", "?"))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "submit", submit)
+    return ran
+
+
+def hosted_inputs(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.messages_in(fake.general) if m["content"].startswith("Input image")]
 
 
 async def test_text_to_image_is_deferred_at_once_and_delivered_in_a_thread(
@@ -52,6 +79,7 @@ async def test_text_to_image_is_deferred_at_once_and_delivered_in_a_thread(
     assert done.state is JobState.DONE and done.delivered == 2
     assert done.delivery["thread_id"] == thread.id
     assert done.delivery["result_message_ids"] == [message["id"]]
+    assert not fake.find_requests("GET", r"/channels/\d+/messages")  # no look-up: first post
     assert fake.errors == []
 
 
@@ -67,8 +95,9 @@ async def test_a_command_in_a_thread_delivers_in_that_thread(
 
 
 async def test_image_to_image_downloads_repairs_and_hosts_the_input(
-    run: Running, fake: FakeDiscord, alice: FakeUser
+    run: Running, fake: FakeDiscord, alice: FakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pool_work = image_pool_work(run, monkeypatch)
     good = fake.upload(solid((640, 480), "JPEG"), "photo.jpg")
     odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")  # alpha: repaired
     await fake.slash("imagine", alice, {"prompt": "combine them", "image1": good, "image2": odd})
@@ -79,9 +108,11 @@ async def test_image_to_image_downloads_repairs_and_hosts_the_input(
     assert note_fields and "transparency flattened" in note_fields[0]["value"]
     urls = [ref.url for ref in job.request.images]
     assert urls[0] == good.url  # accepted as it is: the provider fetches Discord's copy
-    hosted = [m for m in fake.messages_in(fake.general) if m["content"].startswith("Input image")]
+    hosted = hosted_inputs(fake)
     assert [a["url"] for m in hosted for a in m["attachments"]] == [urls[1]]
     assert fake.find_requests("GET", rf"/attachments/{fake.general.id}/{odd.id}/logo.png")
+    # Pillow ran in the runtime's image pool, not the loop's default executor (DNS).
+    assert pool_work.count("check_image") == 2
 
 
 async def test_bad_options_are_refused_at_once_and_privately(
@@ -169,14 +200,16 @@ async def _job_once(run: Running, fake: FakeDiscord, interaction: Any) -> Any:
 
 
 async def test_results_over_the_upload_limit_are_re_encoded_to_fit(
-    run: Running, fake: FakeDiscord, alice: FakeUser
+    run: Running, fake: FakeDiscord, alice: FakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pool_work = image_pool_work(run, monkeypatch)
     fake.attachment_size_limit = 6000  # the mock's 512 px PNGs are ~10 kB
     await fake.slash("imagine", alice, {"prompt": "a detailed city"})
     [message] = await run.wait_results()
     [attachment] = message["attachments"]
     assert attachment["content_type"] == "image/jpeg" and attachment["size"] <= 6000
     assert "re-encoded" in str(message["embeds"][0].get("fields"))
+    assert "fit_bytes" in pool_work
     await run.finish()
     assert (await run.latest_job()).delivered == 1
 
@@ -334,3 +367,93 @@ async def test_a_token_that_dies_while_images_are_prepared_is_not_needed(
     status = fake.messages[message["channel_id"]]  # the thread hangs on the new status
     assert status["id"] != interaction.original_message_id
     assert status["content"] == f"<@{alice.id}>" and status["channel_id"] == fake.general.id
+
+
+async def test_a_user_at_the_job_cap_is_refused_before_any_image_is_posted(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    settings = {"max_running_jobs_per_user": 1, "max_queued_jobs_per_user": 0}
+    async with running_bot(
+        fake, tmp_path / "db.sqlite3", clock, settings=settings, latency=600
+    ) as run:
+        await fake.slash("imagine", alice, {"prompt": "a slow cat"})
+        await run.drive(lambda: run.busy.count == 0 and run.mock.task_count == 1)
+        odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")  # needs repair
+        refused = await fake.slash("imagine", alice, {"prompt": "x", "image1": odd})
+        await run.drive(lambda: refused.answer(ephemeral=True))
+        assert "You already have 1 job running" in refused.text()
+        assert not fake.find_requests("GET", r"/attachments/.*")  # not even downloaded
+        assert hosted_inputs(fake) == []
+        assert len(await run.rt.jobs.user_jobs("discord", alice.id)) == 1
+
+
+async def test_a_refusal_after_hosting_deletes_the_hosted_copies(
+    fake: FakeDiscord,
+    clock: FakeClock,
+    tmp_path: Path,
+    alice: FakeUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = {"max_running_jobs_per_user": 1, "max_queued_jobs_per_user": 0}
+    async with running_bot(
+        fake, tmp_path / "db.sqlite3", clock, settings=settings, latency=600
+    ) as run:
+        await fake.slash("imagine", alice, {"prompt": "a slow cat"})
+        await run.drive(lambda: run.busy.count == 0 and run.mock.task_count == 1)
+
+        async def passes(*args: Any) -> None:
+            return None  # a race: the precheck passed, then another job took the slot
+
+        monkeypatch.setattr(run.bot.starter, "_job_limit_precheck", passes)
+        odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")
+        refused = await fake.slash("imagine", alice, {"prompt": "x", "image1": odd})
+        await run.drive(lambda: refused.answer(ephemeral=True))
+        assert "You already have 1 job running" in refused.text()
+        [upload] = [
+            r
+            for r in fake.find_requests("POST", rf"/channels/{fake.general.id}/messages")
+            if r.files
+        ]
+        assert upload.ok and upload.json["content"].startswith("Input image")
+        await run.settle()
+        assert hosted_inputs(fake) == []  # deleted again
+        assert fake.find_requests(
+            "DELETE", rf"/channels/{fake.general.id}/messages/{upload.response['id']}"
+        )
+
+
+async def test_a_stopping_bot_says_so_and_charges_nothing(
+    run: Running, fake: FakeDiscord, alice: FakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stopping(*args: Any, **kwargs: Any) -> Any:
+        raise ShuttingDown()
+
+    monkeypatch.setattr(run.rt.engine, "submit", stopping)
+    interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
+    await run.drive(lambda: interaction.answer(ephemeral=True))
+    assert "The bot is restarting" in interaction.text()
+    assert interaction.original_message_id not in fake.messages  # no card left waiting
+
+
+async def test_queued_cards_follow_their_queue_position(
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+) -> None:
+    settings = {"provider_concurrency": 1}
+    async with running_bot(
+        fake, tmp_path / "db.sqlite3", clock, settings=settings, latency=600
+    ) as run:
+        for jobs in (1, 2):
+            await fake.slash("imagine", alice, {"prompt": f"job {jobs}"})
+            await run.drive(
+                lambda jobs=jobs: run.busy.count == 0 and run.rt.engine.active_count == jobs
+            )
+        first = await run.latest_job()
+        third = await fake.slash("imagine", alice, {"prompt": "job 2"})
+        card = fake.messages[await fake.wait_until(lambda: third.original_message_id)]
+        await run.drive(lambda: field(card, "Queue") == "#2")
+        await clock.advance(15)
+        # The running job ends (no duration learnt, so no estimate changes): the second
+        # starts and the third moves up while it waits.
+        await run.rt.engine.cancel(first.id, first.requester)
+        await run.drive(lambda: field(card, "Queue") != "#2" or not title(card).startswith("⏳"))
+        assert title(card).startswith("⏳") and field(card, "Queue") == "#1"

@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.core.clock import FakeClock
 from bot.core.models import Job, JobState
 from bot.core.providers.mock import MockProvider
@@ -33,6 +35,8 @@ async def test_a_job_in_flight_is_delivered_once_after_a_restart(
         assert message["channel_id"] == interaction.original_message_id  # its thread
         after = [r for r in fake.requests if r.seq > restart_seq]
         assert not any(r.path.startswith("/webhooks/") for r in after)  # token not reused
+        # It was still running at the restart, so it cannot have been posted: no look-up.
+        assert not [r for r in after if r.matches("GET", r"/channels/\d+/messages")]
         status_edits = [r for r in after if r.matches("PATCH", r"/channels/\d+/messages/\d+")]
         assert status_edits and status_edits[-1].ok
         assert len(second.result_messages()) == 1
@@ -51,19 +55,26 @@ def keep_results_downloadable(mock: MockProvider) -> None:
     mock.download_result = download_result  # type: ignore[method-assign]
 
 
+@pytest.mark.parametrize("downtime", [0.0, 20 * 60.0], ids=["at-once", "after-the-nonce-window"])
 async def test_a_crash_after_posting_does_not_post_twice(
-    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser
+    fake: FakeDiscord, clock: FakeClock, tmp_path: Path, alice: FakeUser, downtime: float
 ) -> None:
+    # Discord dedupes nonces for a few minutes only: after a longer downtime the
+    # results must be found in the thread, not posted again.
     db = tmp_path / "wanbot.sqlite3"
     async with running_bot(fake, db, clock) as first:
         keep_results_downloadable(first.mock)
         port = first.bot.delivery
         real_deliver = port.deliver
         posted = asyncio.Event()
+        hung: list[asyncio.Task[Any]] = []
 
         async def deliver_then_hang(job: Job, images: list[Any], notes: list[str]) -> Any:
             await real_deliver(job, images, notes)
             posted.set()
+            task = asyncio.current_task()
+            assert task is not None
+            hung.append(task)
             await asyncio.Event().wait()  # the process dies before recording it
 
         first.rt.engine.register_delivery("discord", port)
@@ -73,7 +84,10 @@ async def test_a_crash_after_posting_does_not_post_twice(
         job = await first.latest_job()
         assert job.state is JobState.DELIVERING
         mock = first.mock
+        for task in hung:  # the crash: gone without recording (no grace period to wait)
+            task.cancel()
     assert len(fake.threads()) == 1
+    await clock.advance(downtime)
     async with running_bot(fake, db, clock, mock=mock) as second:
         await second.finish()
         done = await second.job(job.id)
@@ -83,7 +97,9 @@ async def test_a_crash_after_posting_does_not_post_twice(
     assert done.delivery["thread_id"] == message["channel_id"]
     assert len(fake.threads()) == 1
     posts = fake.find_requests("POST", rf"/channels/{message['channel_id']}/messages")
-    assert len(posts) == 2 and all(p.json["nonce"] == f"wb{job.id}0" for p in posts)
+    assert len(posts) == 1 and posts[0].json["nonce"] == f"wb{job.id}0"
+    [lookup] = fake.find_requests("GET", rf"/channels/{message['channel_id']}/messages")
+    assert lookup.query["after"] == message["channel_id"]  # after the status (thread id)
 
 
 async def test_buttons_posted_before_a_restart_still_work(

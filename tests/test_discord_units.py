@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar, cast
 
 import pytest
 from PIL import Image
 
+from bot.core.clock import FakeClock
 from bot.core.errors import QuotaDenied, QuotaReason, ValidationFailed
 from bot.core.models import (
     ErrorKind,
@@ -17,10 +21,12 @@ from bot.core.models import (
     ResultImage,
     UserError,
 )
-from bot.discord.delivery import Target, nonce_for, result_filename
+from bot.discord.delivery import DiscordDelivery, Target, nonce_for, result_filename, result_index
 from bot.discord.imaging import CannotFit, fit_bytes, fit_images
 from bot.discord.render import failure_text, progress_bar, status_embed, user_error_text
 from bot.discord.views import CUSTOM_ID, custom_id
+
+T = TypeVar("T")
 
 
 def noisy_png(side: int, seed: int) -> bytes:
@@ -46,12 +52,24 @@ def test_fit_bytes_shrinks_under_the_limit_and_flattens_alpha() -> None:
         fit_bytes(big, 50)
 
 
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
 async def test_fit_images_keeps_small_ones_and_notes_changes() -> None:
     small = ResultImage(index=0, data=b"tiny", content_type="image/png", filename="a.png")
     large = ResultImage(
         index=1, data=noisy_png(300, seed=1), content_type="image/png", filename="b.png"
     )
-    fitted, notes = await fit_images([small, large], 40_000)
+    with CountingExecutor() as pool:
+        fitted, notes = await fit_images([small, large], 40_000, pool)
+    assert pool.submitted == 1  # Pillow ran in the pool given, not the loop's default
     assert fitted[0] is small
     assert fitted[1].filename == "b.jpg" and len(fitted[1].data) <= 40_000
     assert notes == ["image 2 was re-encoded as JPEG to fit Discord's 39 KB upload limit"]
@@ -60,6 +78,38 @@ async def test_fit_images_keeps_small_ones_and_notes_changes() -> None:
 def test_nonces_and_filenames_are_short_and_stable() -> None:
     assert nonce_for("k3f9x2m7qa", 0) == "wbk3f9x2m7qa0" and len(nonce_for("x" * 40, 9)) <= 25
     assert result_filename("k3f9x2m7qa", 1, "png") == "wan_k3f9x2m7qa_2.png"
+
+
+def test_result_files_are_recognised_by_job() -> None:
+    name = result_filename("k3f9x2m7qa", 2, "jpg")
+    assert result_index("k3f9x2m7qa", name) == 2
+    assert result_index("k3f9x2m7qb", name) is None
+    assert result_index("k3f9x2m7qa", "wan_k3f9x2m7qa_x.png") is None
+    assert result_index("k3f9x2m7qa", "logo.png") is None
+
+
+async def test_status_edits_follow_positions_and_moved_estimates_sparingly() -> None:
+    clock = FakeClock()
+    show = DiscordDelivery(cast(Any, None), clock)._worth_showing
+
+    def running(eta: float) -> ProgressUpdate:
+        return ProgressUpdate(state=JobState.RUNNING, eta_seconds=eta)
+
+    def queued(position: int) -> ProgressUpdate:
+        return ProgressUpdate(state=JobState.QUEUED, queue_position=position)
+
+    assert show("a", queued(57))
+    await clock.advance(5)
+    assert not show("a", queued(40))  # moved, but too soon after the last edit
+    await clock.advance(10)
+    assert show("a", queued(39))
+    await clock.advance(15)
+    assert not show("a", queued(39))  # nothing new to show
+    assert show("b", running(300))  # ready at t=315
+    await clock.advance(15)
+    assert not show("b", running(285))  # the same end, counted down
+    await clock.advance(10)
+    assert show("b", running(395))  # now ready at t=435: two minutes later
 
 
 def test_button_ids_round_trip() -> None:

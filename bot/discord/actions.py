@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.core.errors import NotAllowed, NotFound
+from bot.core.errors import NotAllowed, NotFound, ValidationFailed
 from bot.core.ids import normalize_job_id
 from bot.core.models import Job, JobState
-from bot.core.validation import ImageMeta, ImageSource, check_options
+from bot.core.validation import Fetched, Fetcher, ImageMeta, ImageSource, check_options
 from bot.discord import render
-from bot.discord.delivery import Target, result_filename
-from bot.discord.jobs import JobOrigin
+from bot.discord.delivery import RESULTS_DELETED, Target, result_filename
+from bot.discord.jobs import JobOrigin, url_filename
 from bot.discord.permissions import is_admin
 from bot.discord.respond import answer, defer
 from bot.discord.views import PromptModal, result_view
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from bot.discord.bot import WanBot
 
 log = logging.getLogger(__name__)
+
+INPUTS_GONE = (
+    "the original input images are no longer available (Discord's image links expire "
+    "after about a day): attach them again with /imagine"
+)
 
 
 class JobActions:
@@ -59,8 +64,38 @@ class JobActions:
         job = await self.job_for(interaction, job_id)
         config = await self._bot.configs.get(str(origin.guild.id))
         self._bot.starter.precheck(origin, config)
-        request = job.request.model_copy(update={"seed": None})
-        await self._bot.starter.submit(origin, request, config, parent_job_id=job.id)
+        if not job.request.images:
+            request = job.request.model_copy(update={"seed": None})
+            await self._bot.starter.submit(origin, request, config, parent_job_id=job.id)
+            return
+        await self._reroll_with_images(origin, job)
+
+    async def _reroll_with_images(self, origin: JobOrigin, job: Job) -> None:
+        """Stored input links expire (Discord's CDN after about a day), and the provider
+        would refuse a dead one as if the user had sent a bad image: fetch and check them
+        again like new attachments, and say so plainly when they are gone."""
+        request = job.request
+        sources = [
+            ImageSource.from_url(ref.url, ImageMeta(index=i, filename=url_filename(ref.url)))
+            for i, ref in enumerate(request.images, start=1)
+        ]
+        options = check_options(
+            request.prompt,
+            request.negative_prompt,
+            request.aspect_ratio,
+            request.count,
+            len(sources),
+            self._bot.rt.provider.capabilities,
+        )
+        fetch = _NoticingFetcher(self._bot.rt.downloader)
+        try:
+            await self._bot.starter.start(
+                origin, options, sources, parent_job_id=job.id, fetch=fetch
+            )
+        except ValidationFailed as exc:
+            if fetch.failed:
+                raise ValidationFailed([INPUTS_GONE]) from exc
+            raise
 
     async def open_edit(self, interaction: discord.Interaction, job_id: str, index: int) -> None:
         # A modal must be the first answer: nothing slow before it.
@@ -88,6 +123,8 @@ class JobActions:
         await defer(interaction)
         if url is None:
             job = await self.job_for(interaction, job_id)
+            if job.delivery.get(RESULTS_DELETED):
+                raise NotFound(_deleted_text(job), code="results_deleted")
             if index >= len(job.result_urls):
                 raise NotFound(f"Job `{job_id}` has no image {index + 1}.", code="image_not_found")
             url = job.result_urls[index]
@@ -108,6 +145,8 @@ class JobActions:
         if interaction.message is None:
             raise NotFound("That message is already gone.", code="message_not_found")
         await interaction.message.delete()
+        # /show must not bring them back from the provider's links.
+        await self._bot.rt.jobs.update(job.id, delivery={**job.delivery, RESULTS_DELETED: True})
         log.info("job %s: results deleted by %s", job.id, interaction.user.id)
 
     async def info(self, interaction: discord.Interaction, job_id: str) -> None:
@@ -125,6 +164,9 @@ class JobActions:
             await answer(interaction, embed=embed, ephemeral=True)
             return
         urls = await self._result_urls(job)
+        if urls is None:
+            await answer(interaction, _deleted_text(job), ephemeral=True)
+            return
         embeds = []
         for position, url in enumerate(urls[:10]):
             embed = discord.Embed(url=f"https://wanbot.invalid/jobs/{job.id}", colour=render.GREEN)
@@ -138,19 +180,28 @@ class JobActions:
         view = result_view(job.id, list(range(len(urls))), deletable=False)
         await answer(interaction, embeds=embeds, view=view, ephemeral=True)
 
-    async def _result_urls(self, job: Job) -> list[str]:
+    async def _result_urls(self, job: Job) -> list[str] | None:
         """Fresh attachment URLs of the posted results (CDN links expire), else the
-        provider's URLs."""
+        provider's URLs; None when the results were deleted (with the Delete button, or
+        every result message is gone)."""
+        if job.delivery.get(RESULTS_DELETED):
+            return None
         target = Target.from_job(job)
         destination = target.thread_id or target.channel_id
         urls: list[str] = []
+        gone = 0
         for message_id in target.result_message_ids:
             try:
                 channel = self._bot.get_partial_messageable(int(destination))
                 message = await channel.fetch_message(int(message_id))
+            except discord.NotFound:
+                gone += 1
+                continue
             except discord.HTTPException:
                 continue
             urls.extend(a.url for a in message.attachments)
+        if target.result_message_ids and gone == len(target.result_message_ids):
+            return None
         return urls or list(job.result_urls)
 
     async def jobs(self, interaction: discord.Interaction) -> None:
@@ -166,6 +217,27 @@ class JobActions:
         job = await self._bot.rt.engine.cancel(job.id, origin.requester())  # owner or admin
         text = f"Job `{job.id}` is cancelled. Nothing was charged for it."
         await answer(interaction, text, ephemeral=True)
+
+
+def _deleted_text(job: Job) -> str:
+    return f"The results of job `{job.id}` were deleted, so they can't be shown or edited."
+
+
+class _NoticingFetcher:
+    """Passes downloads through and notes whether any failed."""
+
+    def __init__(self, inner: Fetcher) -> None:
+        self._inner = inner
+        self.failed = False
+
+    async def fetch(
+        self, url: str, *, max_bytes: int | None = None, any_type: bool = False
+    ) -> Fetched:
+        try:
+            return await self._inner.fetch(url, max_bytes=max_bytes, any_type=any_type)
+        except Exception:
+            self.failed = True
+            raise
 
 
 def result_image_url(message: discord.Message | None, job_id: str, index: int) -> str | None:

@@ -6,12 +6,14 @@ core's ports and tests can hand in any runtime built from settings.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Protocol
 
 from bot.core.clock import Clock
 from bot.core.ports import ImageProvider, JobService, JobStore, QuotaAdmin
 from bot.core.tasks import TaskGroup
 from bot.core.validation import Fetcher
+from bot.settings import Settings
 
 
 class DiscordRuntime(Protocol):
@@ -35,3 +37,12 @@ class DiscordRuntime(Protocol):
 
     @property
     def tasks(self) -> TaskGroup: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def image_executor(self) -> Executor:
+        """Pillow work (input repair, result re-encoding): not the loop's default
+        executor, where aiohttp resolves host names."""
+        ...

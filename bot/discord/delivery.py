@@ -3,8 +3,12 @@
 Each job has a status message (the interaction's answer, or the bot's reply to
 a message), edited sparingly. Results are posted with `channel.send` in the
 job's thread (or inline), as real attachments with embeds and buttons. Posts
-carry a nonce derived from the job id, so delivering again after a crash
-returns the message already posted instead of posting twice.
+carry a nonce derived from the job id, so delivering again soon after a crash
+returns the message already posted instead of posting twice. Discord remembers
+nonces for a few minutes only: a job this process did not see before its
+delivery (recovered after a restart) or whose delivery is retried is first
+looked for in the destination's history (attachments are named after the job),
+and a post found there is reused.
 
 The interaction token is kept in memory only: status edits go through it while
 it is valid (by the injected clock) and through the channel afterwards, and
@@ -46,6 +50,9 @@ TOKEN_MARGIN = 60.0  # stop using a token this long before Discord does
 MAX_FILES_PER_MESSAGE = 10
 PROGRESS_MIN_INTERVAL = 10.0  # seconds between two edits that only change progress
 PROGRESS_MIN_STEP = 20  # percent
+ETA_MIN_SHIFT = 30.0  # seconds an estimate must move (at least) to be worth an edit
+ETA_MIN_SHIFT_RATIO = 0.2  # ... or this share of the time it had left
+HISTORY_SCAN = 200  # messages after the status searched for an earlier post of the results
 THREAD_EXISTS = 160004
 UNKNOWN_MESSAGE = 10008
 WRONG_CHANNEL_TYPE = 50024
@@ -107,6 +114,8 @@ class _Shown:
     state: JobState
     progress: int | None
     at: float  # clock.monotonic()
+    queue_position: int | None = None
+    ready_at: float | None = None  # clock.monotonic() of the estimate shown
 
 
 class DeliveryError(Exception):
@@ -118,8 +127,22 @@ class DeliveryError(Exception):
 
 
 def result_filename(job_id: str, index: int, extension: str) -> str:
-    """Result files are named after their job and image, so buttons can find them."""
-    return f"wan_{job_id}_{index + 1}.{extension}"
+    """Result files are named after their job and image, so buttons (and a delivery
+    after a restart) can find them."""
+    return f"{_result_prefix(job_id)}{index + 1}.{extension}"
+
+
+def _result_prefix(job_id: str) -> str:
+    return f"wan_{job_id}_"
+
+
+def result_index(job_id: str, filename: str) -> int | None:
+    """The image index of `job_id`'s result file `filename`, None for any other file."""
+    stem = PurePosixPath(filename).stem
+    number = stem.removeprefix(_result_prefix(job_id))
+    if number == stem or not number.isdigit() or int(number) < 1:
+        return None
+    return int(number) - 1
 
 
 def _named(job_id: str, image: ResultImage) -> ResultImage:
@@ -139,6 +162,8 @@ class DiscordDelivery:
         self._tokens: dict[str, _LiveToken] = {}  # by status message id
         self._shown: OrderedDict[str, _Shown] = OrderedDict()  # by job id
         self._finished: OrderedDict[str, None] = OrderedDict()  # jobs past progress
+        # Jobs seen before delivery in this process: not posted by an earlier process.
+        self._fresh: OrderedDict[str, None] = OrderedDict()
         self._problems: dict[str, UserError] = {}  # why posting failed, by job id
 
     # ----------------------------------------------------------- tokens
@@ -169,6 +194,8 @@ class DiscordDelivery:
 
     # -------------------------------------------------------- port: progress
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        if update.state is not JobState.DELIVERING:
+            self._remember(self._fresh, job.id)
         if job.id in self._finished:
             return
         target = Target.from_job(job)
@@ -189,18 +216,25 @@ class DiscordDelivery:
             log.info("job %s: status edit failed (%s)", job.id, exc)
 
     def _worth_showing(self, job_id: str, update: ProgressUpdate) -> bool:
-        """Edit on every state change, else only for a real step after a while: Discord
-        rate limits edits and counts failed requests against the bot."""
+        """Edit on every state change, else only after a while and for a real change (a
+        progress step, a new queue position, a moved estimate): Discord rate limits
+        edits and counts failed requests against the bot."""
         if update.state is JobState.SUBMITTING:
             # Lasts well under a second: the card goes from Queued to Generating.
             return False
         now = self._clock.monotonic()
+        ready_at = None if update.eta_seconds is None else now + update.eta_seconds
         last = self._shown.get(job_id)
         if last is not None and last.state is update.state:
-            step = abs((update.progress or 0) - (last.progress or 0))
-            if now - last.at < PROGRESS_MIN_INTERVAL or step < PROGRESS_MIN_STEP:
+            if now - last.at < PROGRESS_MIN_INTERVAL:
                 return False
-        self._shown[job_id] = _Shown(update.state, update.progress, now)
+            step = abs((update.progress or 0) - (last.progress or 0))
+            moved = update.queue_position != last.queue_position
+            if step < PROGRESS_MIN_STEP and not moved and not _eta_moved(last, ready_at, now):
+                return False
+        self._shown[job_id] = _Shown(
+            update.state, update.progress, now, update.queue_position, ready_at
+        )
         self._shown.move_to_end(job_id)
         while len(self._shown) > _RECENT_LIMIT:
             self._shown.popitem(last=False)
@@ -208,20 +242,30 @@ class DiscordDelivery:
 
     def _mark_finished(self, job_id: str) -> None:
         self._shown.pop(job_id, None)
-        self._finished[job_id] = None
-        while len(self._finished) > _RECENT_LIMIT:
-            self._finished.popitem(last=False)
+        self._remember(self._finished, job_id)
+
+    @staticmethod
+    def _remember(recent: OrderedDict[str, None], job_id: str) -> None:
+        recent[job_id] = None
+        recent.move_to_end(job_id)
+        while len(recent) > _RECENT_LIMIT:
+            recent.popitem(last=False)
 
     # --------------------------------------------------------- port: deliver
     async def deliver(
         self, job: Job, images: list[ResultImage], notes: list[str]
     ) -> dict[str, Any]:
         self._mark_finished(job.id)
+        # Seen before delivery in this process and not tried yet: nothing to look for.
+        fresh = job.id in self._fresh
+        self._fresh.pop(job.id, None)
         target = Target.from_job(job)
         try:
             destination = await self._results_channel(job, target)
             all_notes = [*input_notes(job), *notes]
-            ids = await self._post_results(job, target, destination, images, all_notes)
+            ids = await self._post_results(
+                job, target, destination, images, all_notes, look_first=not fresh
+            )
         except discord.Forbidden as exc:
             # The engine retries, then fails the job (refunded) and calls `fail`, which
             # shows this cause rather than a generic one.
@@ -275,6 +319,8 @@ class DiscordDelivery:
         destination: str,
         images: list[ResultImage],
         notes: list[str],
+        *,
+        look_first: bool,
     ) -> list[str]:
         limit = target.upload_limit
         guild = self._bot.get_guild(int(target.guild_id)) if target.guild_id else None
@@ -288,14 +334,44 @@ class DiscordDelivery:
             status_channel = target.status_channel_id or target.channel_id
             if status_channel == destination:
                 reply_to = channel.get_partial_message(int(target.status_message_id))
+        starts = range(0, len(images), MAX_FILES_PER_MESSAGE)
+        posted = await self._posted_before(job, target, channel, len(starts)) if look_first else {}
         ids: list[str] = []
-        for part, start in enumerate(range(0, len(images), MAX_FILES_PER_MESSAGE)):
-            chunk = images[start : start + MAX_FILES_PER_MESSAGE]
-            message = await self._send_chunk(
-                job, channel, chunk, notes if part == 0 else [], limit, part, reply_to
-            )
+        for part, start in enumerate(starts):
+            message = posted.get(part)
+            if message is None:
+                chunk = images[start : start + MAX_FILES_PER_MESSAGE]
+                message = await self._send_chunk(
+                    job, channel, chunk, notes if part == 0 else [], limit, part, reply_to
+                )
+            else:
+                log.info("job %s: results already posted (message %s)", job.id, message.id)
             ids.append(str(message.id))
         return ids
+
+    async def _posted_before(
+        self, job: Job, target: Target, channel: discord.PartialMessageable, parts: int
+    ) -> dict[int, discord.Message]:
+        """The job's result messages already in `channel`, by part: posted before a crash
+        or a lost answer, once Discord may have forgotten the nonce. Results come after
+        the status message (snowflakes order messages in time across channels)."""
+        me = self._bot.user
+        after = discord.Object(int(target.status_message_id)) if target.status_message_id else None
+        found: dict[int, discord.Message] = {}
+        try:
+            async for message in channel.history(limit=HISTORY_SCAN, after=after):
+                if me is None or message.author.id != me.id:
+                    continue
+                indexes = [result_index(job.id, a.filename) for a in message.attachments]
+                first = min((i for i in indexes if i is not None), default=None)
+                if first is not None:
+                    found.setdefault(first // MAX_FILES_PER_MESSAGE, message)
+                    if len(found) == parts:
+                        break
+        except discord.HTTPException as exc:
+            # The nonce still guards a recent post; an older one may be posted again.
+            log.warning("job %s: could not look for results posted earlier (%s)", job.id, exc)
+        return found
 
     async def _send_chunk(
         self,
@@ -308,7 +384,7 @@ class DiscordDelivery:
         reply_to: discord.PartialMessage | None,
     ) -> discord.Message:
         for attempt in range(3):
-            fitted, fit_notes = await fit_images(images, limit)
+            fitted, fit_notes = await fit_images(images, limit, self._bot.rt.image_executor)
             fitted = [_named(job.id, img) for img in fitted]
             files = [discord.File(io.BytesIO(img.data), filename=img.filename) for img in fitted]
             mention = discord.Object(id=int(job.requester.user_id))
@@ -353,6 +429,7 @@ class DiscordDelivery:
     # ------------------------------------------------------------ port: fail
     async def fail(self, job: Job, error: UserError) -> None:
         self._mark_finished(job.id)
+        self._fresh.pop(job.id, None)
         problem = self._problems.pop(job.id, None)
         if problem is not None and error.kind is ErrorKind.INTERNAL:
             error = problem
@@ -401,7 +478,18 @@ class DiscordDelivery:
         await channel.get_partial_message(int(target.status_message_id)).edit(**fields)
 
 
+def _eta_moved(last: _Shown, ready_at: float | None, now: float) -> bool:
+    """Whether the estimated end moved enough to show: by ETA_MIN_SHIFT seconds and a
+    ETA_MIN_SHIFT_RATIO share of the time that was left."""
+    if last.ready_at is None or ready_at is None:
+        return last.ready_at != ready_at
+    left = max(0.0, last.ready_at - now)
+    return abs(ready_at - last.ready_at) >= max(ETA_MIN_SHIFT, ETA_MIN_SHIFT_RATIO * left)
+
+
 INPUT_NOTES = "input_notes"
+# Set in job.delivery when the results were deleted with the Delete button.
+RESULTS_DELETED = "results_deleted"
 
 
 def input_notes(job: Job) -> list[str]:

@@ -1,10 +1,11 @@
-"""Make result images fit Discord's upload limit (Pillow, run in an executor)."""
+"""Make result images fit Discord's upload limit (Pillow, run in the image executor)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import math
+from concurrent.futures import Executor
 from pathlib import PurePosixPath
 
 from PIL import Image
@@ -57,8 +58,11 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-async def fit_images(images: list[ResultImage], limit: int) -> tuple[list[ResultImage], list[str]]:
-    """Images re-encoded where larger than `limit`, and a note for each one changed."""
+async def fit_images(
+    images: list[ResultImage], limit: int, executor: Executor | None
+) -> tuple[list[ResultImage], list[str]]:
+    """Images re-encoded where larger than `limit`, and a note for each one changed.
+    Pillow runs in `executor` (the runtime's image pool)."""
     loop = asyncio.get_running_loop()
     fitted: list[ResultImage] = []
     notes: list[str] = []
@@ -66,7 +70,7 @@ async def fit_images(images: list[ResultImage], limit: int) -> tuple[list[Result
         if len(image.data) <= limit:
             fitted.append(image)
             continue
-        data = await loop.run_in_executor(None, fit_bytes, image.data, limit)
+        data = await loop.run_in_executor(executor, fit_bytes, image.data, limit)
         stem = PurePosixPath(image.filename).stem or f"image{image.index + 1}"
         fitted.append(
             image.model_copy(

@@ -26,8 +26,10 @@ from bot.core.models import (
     ProgressUpdate,
     Requester,
 )
+from bot.core.quota import QuotaDefaults, QuotaFacts, decide
 from bot.core.validation import (
     CheckedOptions,
+    Fetcher,
     ImageMeta,
     ImageSource,
     check_metadata,
@@ -154,12 +156,12 @@ def message_image_sources(messages: Sequence[discord.Message]) -> list[ImageSour
             for url in (embed.image.url, embed.thumbnail.url if not embed.image.url else None):
                 if url and url not in seen and not url.startswith("attachment://"):
                     seen.add(url)
-                    meta = ImageMeta(index=len(sources) + 1, filename=_filename(url))
+                    meta = ImageMeta(index=len(sources) + 1, filename=url_filename(url))
                     sources.append(ImageSource.from_url(url, meta))
     return sources
 
 
-def _filename(url: str) -> str | None:
+def url_filename(url: str) -> str | None:
     name = PurePosixPath(url.split("?", 1)[0]).name
     return name or None
 
@@ -212,26 +214,40 @@ class JobStarter:
         sources: Sequence[ImageSource] = (),
         *,
         parent_job_id: str | None = None,
+        fetch: Fetcher | None = None,
     ) -> Job:
         """Prepare the images and submit. Raises WanbotError (ValidationFailed,
-        QuotaDenied, NotAllowed) with nothing spent and nothing left behind."""
+        QuotaDenied, NotAllowed) with nothing spent and nothing left behind.
+        `fetch` downloads the images (default: the runtime's downloader)."""
         rt = self._bot.rt
         config = await self._bot.configs.get(str(origin.guild.id))
         self.precheck(origin, config)
-        notes = list(options.notes)
-        refs = []
-        if sources:
-            await self._quota_precheck(origin, options.count)
+        if not sources:
+            request = options.to_request()
+            return await self.submit(
+                origin, request, config, notes=options.notes, parent_job_id=parent_job_id
+            )
+        await self._quota_precheck(origin, options.count)
+        host = DiscordImageHost(origin.channel, origin.member)
+        try:
             prepared = await prepare_images(
                 sources,
                 rt.provider.capabilities,
                 normalize=config.normalize_images,
-                fetch=rt.downloader,
-                host=DiscordImageHost(origin.channel, origin.member),
+                fetch=fetch or rt.downloader,
+                host=host,
+                executor=rt.image_executor,
             )
-            refs, notes = prepared.refs, notes + prepared.notes
-        request = options.to_request(refs)
-        return await self.submit(origin, request, config, notes=notes, parent_job_id=parent_job_id)
+            request = options.to_request(prepared.refs)
+            notes = [*options.notes, *prepared.notes]
+            return await self.submit(
+                origin, request, config, notes=notes, parent_job_id=parent_job_id
+            )
+        except BaseException:
+            # Refused after all: repaired copies posted for the provider must not stay
+            # up in public for a job that does not exist.
+            await host.withdraw()
+            raise
 
     async def submit(
         self,
@@ -267,7 +283,8 @@ class JobStarter:
                 delivery={**target.to_delivery(), INPUT_NOTES: list(notes)},
                 parent_job_id=parent_job_id,
             )
-        except WanbotError as exc:
+        except BaseException as exc:
+            # Whatever went wrong, the card must not say "waiting" for a job that is not.
             await self._withdraw_status(origin, status, via_token, exc, request)
             raise
         if origin.interaction is not None:
@@ -300,6 +317,7 @@ class JobStarter:
             raise QuotaDenied(
                 QuotaReason.BLOCKED, "You are blocked from generating images on this server."
             )
+        await self._job_limit_precheck(requester)
         if report.remaining is not None and report.remaining < images:
             raise QuotaDenied(
                 QuotaReason.USER_LIMIT,
@@ -316,6 +334,26 @@ class JobStarter:
                 "This server's monthly image budget is used up.",
                 remaining=max(0, budget - report.server_used),
             )
+
+    async def _job_limit_precheck(self, requester: Requester) -> None:
+        """The running/waiting job caps, from the user's latest jobs (an unfinished job
+        older than those is missed: admission still refuses, and hosted copies go)."""
+        rt = self._bot.rt
+        defaults = QuotaDefaults.from_settings(rt.settings)
+        cap = defaults.max_running + defaults.max_queued
+        recent = await rt.jobs.user_jobs(requester.platform, requester.user_id, limit=cap + 10)
+        queued = sum(1 for job in recent if job.state is JobState.QUEUED)
+        running = sum(1 for job in recent if not job.state.final) - queued
+        # Only the job caps can refuse zero images: the same rule and words as admission.
+        denied = decide(
+            QuotaFacts(running=running, queued=queued),
+            defaults,
+            images=0,
+            is_admin=requester.is_admin,
+            now=rt.clock.now(),
+        )
+        if denied is not None:
+            raise denied
 
     @staticmethod
     async def _post_status(origin: JobOrigin, embed: discord.Embed) -> tuple[discord.Message, bool]:
@@ -343,16 +381,22 @@ class JobStarter:
         origin: JobOrigin,
         status: discord.Message,
         via_token: bool,
-        error: WanbotError,
+        error: BaseException,
         request: GenerationRequest,
     ) -> None:
-        """The job was refused: its status must not linger as if queued. The interaction's
-        answer replaces it (private); a reply's status makes way for the cog's reply; a
-        status posted in the channel (the token had expired) shows the refusal itself."""
+        """The job was refused (or submitting failed): its status must not linger as if
+        queued. The interaction's answer replaces it (private); a reply's status makes
+        way for the cog's reply; a status posted in the channel (the token had expired)
+        shows the refusal itself."""
         with contextlib.suppress(discord.HTTPException):
             if via_token:
                 return
             if origin.interaction is None:
                 await status.delete()
                 return
-            await status.edit(embed=render.refusal_embed(request, render.user_error_text(error)))
+            text = (
+                render.user_error_text(error)
+                if isinstance(error, WanbotError)
+                else "Something went wrong on our side, so nothing was started or charged."
+            )
+            await status.edit(embed=render.refusal_embed(request, text))

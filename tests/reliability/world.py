@@ -86,8 +86,9 @@ class PokingBusy(Busy):
 
 
 class CountingExecutor(ThreadPoolExecutor):
-    """The loop's default executor (Pillow work, DNS), counting work in flight. The count
-    goes down on the loop, just before the awaiting task gets its result."""
+    """The loop's default executor (DNS) and the runtime's image pool (Pillow work),
+    counting work in flight. The count goes down on the loop, just before the awaiting
+    task gets its result."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, quiet: Quiet) -> None:
         super().__init__(max_workers=4, thread_name_prefix="world")
@@ -289,6 +290,10 @@ async def running_world(
     )
     if downloader is not None:
         rt.downloader = downloader(session)
+    # Pillow work runs in the runtime's own pool: count it too, or fake time jumps
+    # over a repair still running and a job "times out" in the middle of it.
+    rt.image_executor.shutdown()
+    rt.image_executor = executor
     # Every database call of the engine and the front end goes through these two.
     store_busy = PokingBusy(quiet)
     store = Counting(rt.jobs, store_busy)

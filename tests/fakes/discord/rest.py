@@ -16,6 +16,7 @@ from tests.fakes.discord.payloads import (
     EPHEMERAL,
     GUILD_TEXT,
     LOADING,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
     VIEW_CHANNEL,
@@ -244,9 +245,11 @@ class RestMixin(GatewayMixin):
         self._check_files(upload.files)
         nonce = payload.get("nonce")
         if nonce is not None and payload.get("enforce_nonce"):
-            existing = self.messages.get(self._nonces.get((self.bot.id, str(nonce)), ""))
-            if existing is not None:
-                return json_response(existing)
+            seen = self._nonces.get((self.bot.id, str(nonce)))
+            if seen is not None and self.clock.monotonic() - seen[1] < self.NONCE_WINDOW:
+                existing = self.messages.get(seen[0])
+                if existing is not None:
+                    return json_response(existing)
         reference = (payload.get("message_reference") or {}).get("message_id")
         reference = None if reference is None else str(reference)  # ints are snowflakes too
         if reference is not None and reference not in self.messages:
@@ -257,9 +260,44 @@ class RestMixin(GatewayMixin):
             channel, payload, upload.files, reply_to=reference, nonce=nonce
         )
         if nonce is not None:
-            self._nonces[(self.bot.id, str(nonce))] = message["id"]
+            self._nonces[(self.bot.id, str(nonce))] = (message["id"], self.clock.monotonic())
         await self._announce(message)
         return json_response(message)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages: newest first, `limit` 1-100 (default 50), with at
+        most one of `before`, `after`, `around`. Without Read Message History the answer
+        is empty, as on Discord; nonces are not part of stored messages."""
+        channel = self._channel(request)
+        query = request.query
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        anchors = [key for key in ("before", "after", "around") if key in query]
+        if not 1 <= limit <= 100 or len(anchors) > 1:
+            raise ApiError(400, 50035, "Invalid Form Body")
+        if not self.bot_permissions(channel) & READ_MESSAGE_HISTORY:
+            return json_response([])
+        found = sorted(
+            (m for m in self.messages_in(channel) if not m["flags"] & EPHEMERAL),
+            key=lambda m: int(m["id"]),
+        )
+        anchor = int(query[anchors[0]]) if anchors else None
+        if anchor is None:
+            found = found[-limit:]
+        elif "before" in query:
+            found = [m for m in found if int(m["id"]) < anchor][-limit:]
+        elif "after" in query:
+            found = [m for m in found if int(m["id"]) > anchor][:limit]
+        else:
+            older = [m for m in found if int(m["id"]) <= anchor][-((limit + 1) // 2) :]
+            newer = [m for m in found if int(m["id"]) > anchor][: limit - len(older)]
+            found = older + newer
+        page = [
+            {k: v for k, v in self._visible(m).items() if k != "nonce"} for m in reversed(found)
+        ]
+        return json_response(page)
 
     async def _channel_message(self, request: web.Request) -> web.StreamResponse:
         channel = self._channel(request)

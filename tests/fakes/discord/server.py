@@ -7,7 +7,8 @@ threads and messages with snowflake ids, dispatches gateway events, and
 enforces Discord's rules with an injectable clock: the 3 s interaction
 callback window (404/10062), the 15 min token (401/50027), the upload limit
 (413/40005), at most 10 files (400/30015), channel permissions (403/50013),
-nonces with `enforce_nonce` (a repeated nonce returns the existing message),
+nonces with `enforce_nonce` (a nonce repeated within a few minutes returns the
+existing message; later it posts again, as on Discord), message history,
 plus scripted failures (429 with Via + retry_after, 5xx, anything).
 """
 
@@ -86,6 +87,7 @@ class FakeDiscord(RestMixin, UsersMixin):
         r.add_route("*", api + "/webhooks/{app}/{token}/messages/{message}", self._webhook_message)
         r.add_get(api + "/channels/{channel}", self._get_channel)
         r.add_post(api + "/channels/{channel}/messages", self._post_message)
+        r.add_get(api + "/channels/{channel}/messages", self._history)
         r.add_route("*", api + "/channels/{channel}/messages/{message}", self._channel_message)
         r.add_post(
             api + "/channels/{channel}/messages/{message}/threads", self._thread_from_message

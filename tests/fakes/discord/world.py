@@ -47,6 +47,8 @@ class World:
     CALLBACK_WINDOW = 3.0
     TOKEN_LIFETIME = 15 * 60.0
     MAX_FILES = 10
+    # Discord checks `enforce_nonce` uniqueness only "in the past few minutes".
+    NONCE_WINDOW = 5 * 60.0
 
     def __init__(
         self,
@@ -85,7 +87,7 @@ class World:
         self.in_flight = 0  # REST requests being answered
         self.commands: dict[str | None, list[dict[str, Any]]] = {}
         self._command_ids: dict[str, str] = {}
-        self._nonces: dict[tuple[str, str], str] = {}
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}  # -> (message, clock)
         self._scripted: list[ScriptedFailure] = []
         self._connections: list[GatewayConnection] = []
         self._seq = itertools.count(1)
