@@ -119,23 +119,14 @@ async def measure() -> Result:
 
 CPU_MISSED = (
     "The budget is spent mostly on Discord REST calls and provider status calls (see "
-    "'Where the CPU goes'); run to run the figure moved between 8.6 and 12.2 ms over "
-    "ten runs while this bench was written, so it sits at the target rather than under "
-    "it. Cuts, by owner: (1) status-message edits, 5 per job here, two of which are "
-    "replaced almost at once: 'Posting the results' is followed by 'Done' about 10 ms "
-    "later (the DELIVERING update is forced in JobEngine._on_succeeded), and 'Sending to "
-    "the image service' follows 'Waiting for a free slot' when a slot is free; showing "
-    "DELIVERING only if the upload takes more than a second, and skipping SUBMITTING "
-    "when the job got a slot at once, saves 2 of the 8 REST calls per job (~0.8 ms, "
-    "engine / Discord owners); (2) status calls: about 8 per job here because all "
-    "2,000 jobs start with no duration history; a 5 s step while the estimate is only "
-    "the default guess would make it about 7, and a warm history about 5 (engine); "
-    "(3) DiscordDelivery.remember_interaction scans every remembered interaction on "
-    "each new job (they live 14 minutes): 0.56 ms per job at the 23,500 a steady 1,000 "
-    "jobs in flight accumulates; dropping expired ones from the front of the "
-    "insertion-ordered dict makes it O(1) (Discord owner); (4) discord.py's rate-limit "
-    "bucket clean-up scans all buckets whenever a new one is made once there are 256, "
-    "one per thread channel here (upstream, discord/http.py)."
+    "'Where the CPU goes'). It sits close to the target: 9.7 ms in two runs on a quiet "
+    "machine after the cuts below, and other work on a shared machine pushes it over. "
+    "Done: no status edit for the momentary 'sending' and 'posting' states (2 of 8 REST "
+    "calls per job), the documented 5 s beat while a job's duration is only guessed "
+    "(about 7 status calls instead of 8 with a cold history), O(1) expiry of remembered "
+    "interactions, gc.freeze() once ready. Left: discord.py's rate-limit bucket "
+    "clean-up scans all buckets whenever one is made (~5 %, upstream, discord/http.py); "
+    "full GC passes (2 here, up to 76 ms)."
 )
 MEMORY_MISSED = (
     "Most of the growth is per-job state kept after the job: discord.py's caches "
@@ -271,7 +262,8 @@ divided by the jobs; nothing else runs in it but a 10 ms ticker measuring how la
 loop wakes it and a 100 ms sampler of the engine's job count. Peak RSS is
 `ru_maxrss` of the process (it ran only this benchmark). Logging is on at INFO (to a
 file), as in production. Run to run, CPU per job moved between 8.6 and 12.2 ms over
-ten runs while this bench was written (other work on the shared machine moves it).
+ten runs before the status-edit and polling cuts, and was 9.7 ms in two runs after
+them: close to the 10 ms line, so other work on a shared machine can push it over.
 
 {_burst_note(acks_ms)}"""
     return Section("scale", f"Scale: {JOBS:,} concurrent jobs in one process", figures, body)

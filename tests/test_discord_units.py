@@ -112,6 +112,16 @@ async def test_status_edits_follow_positions_and_moved_estimates_sparingly() -> 
     assert show("b", running(395))  # now ready at t=435: two minutes later
 
 
+def test_momentary_states_cost_no_status_edit() -> None:
+    # Sending (a slot was free) and posting (the results follow at once) are skipped;
+    # the card goes Queued -> Generating -> results.
+    show = DiscordDelivery(cast(Any, None), FakeClock())._worth_showing
+    assert show("a", ProgressUpdate(state=JobState.QUEUED, queue_position=1))
+    assert not show("a", ProgressUpdate(state=JobState.SUBMITTING))
+    assert show("a", ProgressUpdate(state=JobState.RUNNING, progress=10))
+    assert not show("a", ProgressUpdate(state=JobState.DELIVERING, progress=100))
+
+
 def test_button_ids_round_trip() -> None:
     match = CUSTOM_ID.fullmatch(custom_id("edit", "k3f9x2m7qa", 3))
     assert match is not None and match["action"] == "edit" and match["index"] == "3"

@@ -219,8 +219,9 @@ class DiscordDelivery:
         """Edit on every state change, else only after a while and for a real change (a
         progress step, a new queue position, a moved estimate): Discord rate limits
         edits and counts failed requests against the bot."""
-        if update.state is JobState.SUBMITTING:
-            # Lasts well under a second: the card goes from Queued to Generating.
+        if update.state in (JobState.SUBMITTING, JobState.DELIVERING):
+            # Both usually last well under a second, and the next edit (Generating, or
+            # the results) follows at once: an edit for them is a wasted REST call.
             return False
         now = self._clock.monotonic()
         ready_at = None if update.eta_seconds is None else now + update.eta_seconds
