@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot.core.clock import FakeClock
-from bot.core.engine import DELIVERED_MARKER, JobEngine
+from bot.core.engine import JobEngine
 from bot.core.errors import ShuttingDown
 from bot.core.models import ErrorKind, Job, JobState
 from storage.db import Database
@@ -129,34 +129,6 @@ async def test_a_job_caught_delivering_is_delivered_once(db: Database, clock: Fa
         assert first_port.deliveries == [] and len(port.delivered(job.id)) == 1
         assert provider.submit_calls == 1
         await _money_matches(db, final, 2)
-    finally:
-        await engine.close()
-
-
-async def test_a_recorded_delivery_is_settled_without_posting_again(
-    db: Database, clock: FakeClock
-) -> None:
-    store = make_store(db, clock)
-    provider = ScriptedProvider(clock, Script(duration=25.0, results=1))
-    first_port = RecordingPort()
-    first_port.deliver_gate = asyncio.Event()
-    # A crash, not a clean stop: no grace for the post under way.
-    first = make_engine(store, provider, clock, first_port, close_grace_seconds=0.0)
-    await first.start()
-    job = await first.submit(requester(), request(count=2))
-    await advance_until(clock, store, lambda: bool(first_port.deliver_started))
-    await first.close()
-    # The front end had posted (1 image) and recorded it when the bot died.
-    stored = await store.get(job.id)
-    assert stored is not None and stored.state is JobState.DELIVERING
-    await store.update(job.id, delivery={**stored.delivery, DELIVERED_MARKER: 1})
-
-    engine, port = await _restart(first, store, provider, clock)
-    try:
-        final = await run_until_final(clock, store, job.id)
-        assert final.state is JobState.DONE
-        assert port.deliver_started == [] and port.failures == []
-        await _money_matches(db, final, 1)
     finally:
         await engine.close()
 

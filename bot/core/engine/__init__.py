@@ -2,7 +2,6 @@
 
 from bot.core.engine.engine import (
     CALLBACK_TOKEN,
-    DELIVERED_MARKER,
     AdminAlert,
     EngineConfig,
     EngineStats,
@@ -12,7 +11,6 @@ from bot.core.engine.polling import PollPolicy
 
 __all__ = [
     "CALLBACK_TOKEN",
-    "DELIVERED_MARKER",
     "AdminAlert",
     "EngineConfig",
     "EngineStats",

@@ -60,7 +60,6 @@ from bot.core.tasks import TaskGroup
 log = logging.getLogger(__name__)
 
 # Keys the engine keeps in Job.delivery (next to the front end's own data).
-DELIVERED_MARKER = "delivered_images"  # set with the move to DONE: never deliver again
 CALLBACK_TOKEN = "callback_token"  # the secret part of this job's callback URL
 
 AdminAlert = Callable[[str], Awaitable[None]]
@@ -787,7 +786,7 @@ class JobEngine:
                 await self._fail(job_id, failures.internal(job_id), [_D])
                 return
             posted = True
-            delivery = {**job.delivery, **data, DELIVERED_MARKER: len(images)}
+            delivery = {**job.delivery, **data}
             done = await self._record_delivery(job_id, len(images), delivery)
             self._untrack(a)
             if done is not None:
@@ -991,13 +990,8 @@ class JobEngine:
             self._publish(a)
             self._poll_now(a)  # it may well have finished while we were away
         elif job.state is _D:
-            marker = job.delivery.get(DELIVERED_MARKER)
-            if isinstance(marker, int):
-                # Posted before the restart: settle, never post again.
-                await self.store.transition(
-                    job.id, [_D], JobState.DONE, delivered=marker, finished_at=self.clock.now()
-                )
-                return
+            # Posting and recording it are not one step: deliver again. The front end
+            # finds a post that made it before the crash (DeliveryPort.deliver contract).
             a = self._track(job)
             self._take_user_slot(a)
             self._publish(a, force=True)
