@@ -27,11 +27,7 @@ async def test_reply_with_a_mention_edits_the_replied_image(
     job = await run.latest_job()
     assert job.request.prompt == "give it a hat" and job.requester.user_id == alice.id
     assert [ref.url for ref in job.request.images] == [photo.url]
-    status = next(
-        m
-        for m in fake.messages.values()
-        if m.get("message_reference", {}).get("message_id") == reply["id"]
-    )
+    status = fake.replies_to(reply["id"])[0]
     assert message["channel_id"] == status["id"]  # results in a thread on the bot's reply
 
 
@@ -49,11 +45,7 @@ async def test_a_reply_whose_submit_crashes_leaves_no_waiting_card(
     )
 
     def replies() -> list[dict[str, Any]]:
-        return [
-            m
-            for m in fake.messages.values()
-            if m.get("message_reference", {}).get("message_id") == reply["id"]
-        ]
+        return fake.replies_to(reply["id"])
 
     [apology] = await run.drive(lambda: [m for m in replies() if "error id" in m["content"]])
     assert "went wrong on our side" in apology["content"]
@@ -83,17 +75,7 @@ async def test_a_reply_without_images_gets_a_helpful_answer(
         alice, "make it pretty", reply_to=original["id"], mention_bot=True
     )
 
-    def answer() -> dict | None:
-        return next(
-            (
-                m
-                for m in fake.messages.values()
-                if m.get("message_reference", {}).get("message_id") == reply["id"]
-            ),
-            None,
-        )
-
-    message = await run.drive(answer)
+    message = await run.drive(lambda: next(iter(fake.replies_to(reply["id"])), None))
     assert "found no image" in message["content"]
     assert await run.rt.jobs.user_jobs("discord", alice.id) == []
 
@@ -147,17 +129,7 @@ async def test_without_message_content_the_bot_says_how_to_edit(
             alice, "edit this", reply_to=original["id"], mention_bot=True
         )
 
-        def answer() -> dict | None:
-            return next(
-                (
-                    m
-                    for m in fake.messages.values()
-                    if m.get("message_reference", {}).get("message_id") == reply["id"]
-                ),
-                None,
-            )
-
-        message = await run.drive(answer)
+        message = await run.drive(lambda: next(iter(fake.replies_to(reply["id"])), None))
         assert "Edit image" in message["content"]
         helped = await fake.slash("help", alice)
         await fake.wait_callback(helped)

@@ -196,6 +196,14 @@ class World:
         channel_id = channel if isinstance(channel, str) else channel.id
         return [m for m in self.messages.values() if m["channel_id"] == channel_id]
 
+    def replies_to(self, message_id: str) -> list[dict[str, Any]]:
+        """Messages that reply to `message_id`, oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if m.get("message_reference", {}).get("message_id") == message_id
+        ]
+
     def threads(self) -> list[FakeChannel]:
         return [c for c in self.channels.values() if c.is_thread]
 
