@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import Section, machine
-from bench.report import render
+from bench.report import render, standalone
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
@@ -30,9 +30,11 @@ RESULTS_MD = HERE / "RESULTS.md"
 BENCHMARKS: dict[str, tuple[str, float]] = {
     "images": ("header-only image check vs full decode", 120),
     "ledger": ("quota ledger reserve + settle per second", 120),
-    "delivery": ("delivery lag and status calls: engine vs fixed schedule, callbacks", 300),
+    "polling": ("poll schedule vs the optimum and the fixed schedules, 3 duration models", 300),
+    "delivery": ("delivery lag and status calls: engine vs fixed schedules, callbacks", 480),
     "ack": ("interaction acknowledgement latency with 0/100/1,000 jobs in flight", 300),
     "scale": ("2,000 concurrent jobs: CPU per job, peak RSS, loop lag", 360),
+    "bigimages": ("real sizes: 4 x 2-5 MB results, 1-10 MB inputs, paced transfers", 600),
 }
 
 
@@ -123,7 +125,9 @@ def main(argv: list[str]) -> int:
             + "\n",
             encoding="utf-8",
         )
-        RESULTS_MD.write_text(render(info, ordered), encoding="utf-8")
+        current = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else ""
+        kept = standalone(current, ordered)
+        RESULTS_MD.write_text(render(info, ordered, kept), encoding="utf-8")
         print(f"wrote {RESULTS_MD}")
     return 1 if failed else 0
 

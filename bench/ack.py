@@ -147,13 +147,10 @@ def _missed(win: Window) -> str:
         f"{1000 * (percentile(win.bot_lag, 99) or 0):.0f} ms and its longest garbage "
         f"collection {1000 * win.gc_worst:.0f} ms ({win.gc_full} full collections); the "
         f"fake Discord's own loop lag p99 was {win.world_lag_p99_ms:.0f} ms (it stamps "
-        "both ends, so its delays count too). A full collection scans every live object "
-        "(about 0.5-1 µs each on this machine), and every probe arriving meanwhile "
-        "waits. What would help: `gc.freeze()` once the bot is ready (bot/discord/runner.py: the "
-        "~75,000 objects of the imported libraries are then never scanned again; "
-        "measured while writing this bench: longest full collection ~110 -> ~85 ms) and "
-        "fewer long-lived objects per job (DiscordDelivery keeps each job's whole "
-        "discord.Interaction for 14 minutes, where its token and ids would do)."
+        "both ends, so its delays count too). A full collection scans every live object, "
+        "and every probe arriving meanwhile waits. What would help: fewer long-lived "
+        "objects per job (the bot already calls `gc.freeze()` once ready, so the imported "
+        "libraries' objects are not scanned again)."
     )
 
 
@@ -236,6 +233,6 @@ image per job, {USERS:,} users. "Loop lag" is how late a 10 ms ticker woke in ea
 process during the probes; a busy fake shows in its own column. The last column is
 the longest pause of Python's garbage collector in the bot process during the probes
 and how many full (generation 2) collections ran: a full collection stops the loop
-for about 0.5-1 µs per live object on this machine, which is what the worst
-acknowledgements wait for."""
+for a time that grows with the number of live objects, and the acknowledgements
+arriving meanwhile wait for it."""
     return Section("ack", "Acknowledgement latency under load", figures, body)

@@ -166,6 +166,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reset_peak_rss() -> bool:
+    """Restart this process's peak RSS (VmHWM) from its current RSS (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def vm_hwm_mb() -> float:
+    """Peak RSS of this process's memory map (VmHWM): unlike ru_maxrss it does not
+    carry the parent's RSS over an exec, and reset_peak_rss() restarts it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
+
+
 def current_rss_mb() -> float:
     try:
         with open("/proc/self/statm") as statm:

@@ -46,9 +46,14 @@ class World:
             response.raise_for_status()
             return await response.json()
 
-    async def dispatch(self, n: int, *, rate: float, kind: str, label: str | None = None) -> None:
-        """Ask the world to send `n` /imagine interactions at `rate` per second."""
-        await self.post("/dispatch", {"n": n, "rate": rate, "kind": kind, "label": label or kind})
+    async def dispatch(
+        self, n: int, *, rate: float, kind: str, label: str | None = None, **extra: Any
+    ) -> None:
+        """Ask the world to send `n` /imagine interactions at `rate` per second (`extra`:
+        count=images per job; with a --big world, big=True for real-sized results and
+        inputs=True for an input image each)."""
+        body = {"n": n, "rate": rate, "kind": kind, "label": label or kind, **extra}
+        await self.post("/dispatch", body)
 
     async def state(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.get("/state")
@@ -56,7 +61,9 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def world(provider: str, users: int, clock: ScaledClock) -> AsyncIterator[World]:
+async def world(
+    provider: str, users: int, clock: ScaledClock, *, big: bool = False
+) -> AsyncIterator[World]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -71,12 +78,14 @@ async def world(provider: str, users: int, clock: ScaledClock) -> AsyncIterator[
         repr(clock.epoch),
         "--wall",
         repr(clock.wall),
+        *(["--big"] if big else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stdin is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        # --big may first make its images (cached in the temporary directory).
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=120 if big else 60)
         if not line:
             raise RuntimeError("the world process did not start (see the log)")
         info = json.loads(line)

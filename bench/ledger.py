@@ -1,21 +1,29 @@
 """Quota ledger throughput: JobStore.admit (check quota, insert, reserve) plus
 JobStore.finish (final state, charge and refund) per second, 100 users at once on
-one SQLite file, through the real store, schema and triggers."""
+one SQLite file, through the real store, schema and triggers; then the same on a
+local PostgreSQL server (started for the run, durable settings) beside it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from bench.common import Figure, Section, md_table, percentile, target_at_least
 from bot.core.clock import SystemClock
 from bot.core.models import GenerationRequest, Job, JobState, Requester
+from bot.core.ports import JobStore
 from bot.core.quota import QuotaDefaults
 from storage.db import Database
 from storage.jobs import SqliteJobStore
+from storage.postgres.db import PgDatabase
+from storage.postgres.jobs import PostgresJobStore
 
 USERS = 100
 WARMUP_SECONDS = 1.0
@@ -24,7 +32,7 @@ TARGET_PER_SECOND = 2000
 
 
 async def _user(
-    store: SqliteJobStore,
+    store: JobStore,
     index: int,
     stop: asyncio.Event,
     counting: asyncio.Event,
@@ -79,6 +87,31 @@ async def measure(path: Path) -> dict[str, float]:
     await db.open()
     # Generous limits: this measures the ledger's speed, not its refusals.
     store = SqliteJobStore(db, SystemClock(), QuotaDefaults(default_limit=10**9))
+    result = await _drive(store)
+    row = await db.fetchone(_TOTALS)
+    await db.close()
+    return _checked(result, row)
+
+
+async def measure_postgres(url: str) -> dict[str, float]:
+    db = PgDatabase(url)
+    await db.open()
+    store = PostgresJobStore(db, SystemClock(), QuotaDefaults(default_limit=10**9))
+    result = await _drive(store)
+    row = await db.fetchrow(_TOTALS)
+    await db.close()
+    return _checked(result, row)
+
+
+_TOTALS = (
+    "SELECT COUNT(*) AS jobs, "
+    "(SELECT COUNT(*) FROM ledger) AS entries, "
+    "(SELECT COALESCE(SUM(used), 0) FROM usage_daily) AS used, "
+    "(SELECT COALESCE(SUM(delivered), 0) FROM jobs) AS delivered FROM jobs"
+)
+
+
+async def _drive(store: JobStore) -> dict[str, float]:
     stop, counting = asyncio.Event(), asyncio.Event()
     admits: list[float] = []
     finishes: list[float] = []
@@ -95,16 +128,6 @@ async def measure(path: Path) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     stop.set()
     await asyncio.gather(*users)
-    row = await db.fetchone(
-        "SELECT COUNT(*) AS jobs, "
-        "(SELECT COUNT(*) FROM ledger) AS entries, "
-        "(SELECT COALESCE(SUM(used), 0) FROM usage_daily) AS used, "
-        "(SELECT COALESCE(SUM(delivered), 0) FROM jobs) AS delivered FROM jobs"
-    )
-    await db.close()
-    assert row is not None
-    if int(row["used"]) != int(row["delivered"]):
-        raise RuntimeError(f"ledger mismatch: used {row['used']} != delivered {row['delivered']}")
     return {
         "pairs": len(done),
         "seconds": elapsed,
@@ -113,45 +136,126 @@ async def measure(path: Path) -> dict[str, float]:
         "admit_p99": percentile(admits, 99) or 0.0,
         "finish_p50": percentile(finishes, 50) or 0.0,
         "finish_p99": percentile(finishes, 99) or 0.0,
-        "jobs": int(row["jobs"]),
-        "entries": int(row["entries"]),
     }
 
 
+def _checked(result: dict[str, float], row: Any) -> dict[str, float]:
+    assert row is not None
+    if int(row["used"]) != int(row["delivered"]):
+        raise RuntimeError(f"ledger mismatch: used {row['used']} != delivered {row['delivered']}")
+    return {**result, "jobs": int(row["jobs"]), "entries": int(row["entries"])}
+
+
+def _postgres() -> tuple[dict[str, float] | None, str]:
+    """The PostgreSQL run, or None and why not."""
+    from tests.pg import PgUnavailable, start_cluster, stop_cluster
+
+    try:
+        cluster = start_cluster(durable=True)
+    except PgUnavailable as exc:
+        return None, str(exc)
+    try:
+
+        async def run_pg() -> dict[str, float]:
+            conn = await asyncpg.connect(cluster.url("postgres"))
+            version = conn.get_server_version()
+            await conn.execute("CREATE DATABASE ledger")
+            await conn.close()
+            result = await measure_postgres(cluster.url("ledger"))
+            return {**result, "major": version.major}
+
+        return asyncio.run(run_pg()), ""
+    finally:
+        stop_cluster(cluster)
+
+
 def run() -> Section:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="wanbot-bench-") as tmp:
         result = asyncio.run(measure(Path(tmp) / "ledger.sqlite3"))
+    pg, why_not = _postgres()  # the same run, the same machine, one after the other
+    load = max(load_before, os.getloadavg()[0])
     rate = result["rate"]
     target, ok = target_at_least(rate, TARGET_PER_SECOND, "/s")
+    missed = (
+        f"Measured while other work loaded the machine (1-minute load average {load:.1f} "
+        f"on {os.cpu_count()} cores): the store shares the CPU with it. Run it on a quiet "
+        "machine (load below 1) for the store's own figure."
+    )
     figures = [
-        Figure("reserve + settle (admit + finish) per second", rate, "/s", target, ok, 0),
+        Figure(
+            "reserve + settle (admit + finish) per second",
+            rate,
+            "/s",
+            target,
+            ok,
+            0,
+            missed=missed,
+        ),
         Figure("admit latency p99", result["admit_p99"] * 1000, "ms"),
         Figure("finish latency p99", result["finish_p99"] * 1000, "ms"),
+        Figure(
+            "PostgreSQL: reserve + settle (admit + finish) per second",
+            pg["rate"] if pg else None,
+            "/s",
+            digits=0,
+        ),
     ]
+    if pg:
+        figures.append(Figure("PostgreSQL: admit latency p99", pg["admit_p99"] * 1000, "ms"))
+
+    def column(r: dict[str, float] | None) -> list[str]:
+        if r is None:
+            return ["n/a"] * 6
+        return [
+            f"{r['pairs']:,.0f}",
+            f"{r['seconds']:.1f} s (after {WARMUP_SECONDS:.0f} s warm-up)",
+            f"**{r['rate']:,.0f}**",
+            _ms(r["admit_p50"], r["admit_p99"]),
+            _ms(r["finish_p50"], r["finish_p99"]),
+            f"{r['jobs']:,.0f} / {r['entries']:,.0f}",
+        ]
+
+    labels = [
+        "admit + finish pairs measured",
+        "measured for",
+        "pairs per second",
+        "admit latency p50 / p99",
+        "finish latency p50 / p99",
+        "jobs / ledger rows at the end",
+    ]
+    pg_name = f"PostgreSQL {pg['major']:.0f}" if pg else "PostgreSQL"
     table = md_table(
-        ["figure", "value"],
-        [
-            ["concurrent users", USERS],
-            ["admit + finish pairs measured", f"{result['pairs']:,}"],
-            ["measured for", f"{result['seconds']:.1f} s (after {WARMUP_SECONDS:.0f} s warm-up)"],
-            ["pairs per second", f"**{rate:,.0f}**"],
-            ["admit latency p50 / p99", _ms(result["admit_p50"], result["admit_p99"])],
-            ["finish latency p50 / p99", _ms(result["finish_p50"], result["finish_p99"])],
-            ["jobs / ledger rows at the end", f"{result['jobs']:,} / {result['entries']:,}"],
-        ],
+        ["figure", "SQLite", pg_name],
+        [["concurrent users", USERS, USERS if pg else "n/a"]]
+        + [[label, a, b] for label, a, b in zip(labels, column(result), column(pg), strict=True)],
     )
-    body = f"""{table}
+    missing = f"\n\nPostgreSQL did not run: {why_not}." if pg is None else ""
+    body = f"""{table}{missing}
+
+Machine load during the run (1-minute load average, highest seen): {load:.1f} on
+{os.cpu_count()} cores.
 
 Method: {USERS} coroutines, one per user (spread over five servers, two roles each),
-each loop `SqliteJobStore.admit(job)` (quota facts read and checked, job inserted,
-images reserved by trigger) then `SqliteJobStore.finish(...)` (final state; the trigger
-writes the charge and refund rows and the daily totals); 1-4 images per job, one job
-in ten fails and is refunded in full. Both are `Database.atomic()` units: one hop to
-SQLite's thread each, and units that arrive together share one `BEGIN IMMEDIATE ...
-COMMIT` (each in its own savepoint), which is where the throughput comes from. One
-SQLite file in WAL mode with `synchronous=NORMAL` (as `storage.db.Database` opens it)
-on the machine's local disk. The quota limit is set high so every admit succeeds.
-After the run the bench checks that the ledger's usage equals the images delivered."""
+each loop `JobStore.admit(job)` (quota facts read and checked, job inserted, images
+reserved by trigger) then `JobStore.finish(...)` (final state; the trigger writes the
+charge and refund rows and the daily totals); 1-4 images per job, one job in ten fails
+and is refunded in full. The quota limit is set high so every admit succeeds. After each
+run the bench checks that the ledger's usage equals the images delivered.
+
+SQLite (`SqliteJobStore`): both calls are `Database.atomic()` units, one hop to SQLite's
+thread each, and units that arrive together share one `BEGIN IMMEDIATE ... COMMIT` (each
+in its own savepoint), which is where the throughput comes from. One file in WAL mode
+with `synchronous=FULL` (as `storage.db.Database` opens it) on the machine's local disk.
+
+PostgreSQL (`PostgresJobStore`): a server started for the run on the same disk, over a
+unix socket, with its default durable settings (fsync, synchronous_commit on), and the
+store's pool of 10 connections. admit() is one transaction of six round trips (BEGIN,
+the user's advisory lock, the server's (shared: these servers have no budget), the quota
+facts, the insert, COMMIT), the locks taken before the facts are read so that admission
+stays exact under concurrency; finish() is one compare-and-set UPDATE whose
+trigger settles. Every commit waits for its WAL flush (PostgreSQL groups the flushes of
+concurrent commits); the server's processes share the machine's cores with the bench."""
     return Section("ledger", "Quota ledger throughput", figures, body)
 
 

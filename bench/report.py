@@ -16,7 +16,11 @@ Re-running one benchmark (`python -m bench ack`) replaces its section only; each
 section gives the date it ran."""
 
 
-def render(machine: Mapping[str, str], sections: Sequence[Section]) -> str:
+def render(
+    machine: Mapping[str, str], sections: Sequence[Section], kept: Sequence[str] = ()
+) -> str:
+    """RESULTS.md from the stored sections; `kept`: sections written by standalone
+    benchmarks (see `standalone`), appended as they are."""
     parts = [TITLE, "", INTRO, "", "## Machine", ""]
     parts.append(
         md_table(
@@ -29,6 +33,8 @@ def render(machine: Mapping[str, str], sections: Sequence[Section]) -> str:
                 ["Python", machine.get("python", "?")],
                 ["libraries", machine.get("libraries", "?")],
                 ["run", machine.get("date", "?")],
+                # Measured: the sum of each section's own run time (one process each).
+                ["time, all sections", _duration(sum(s.seconds for s in sections))],
             ],
         )
     )
@@ -55,8 +61,26 @@ def render(machine: Mapping[str, str], sections: Sequence[Section]) -> str:
         parts.append(f"_Ran {section.when or '?'} in {section.seconds:.0f} s ({command})._")
         parts += ["", md_table(["figure", "value", "target", ""], _figure_rows(section)), ""]
         parts.append(section.body.strip())
+    for text in kept:
+        parts += ["", text.strip()]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def standalone(current: str, sections: Sequence[Section]) -> list[str]:
+    """The sections of an existing RESULTS.md that no stored section renders: those a
+    standalone benchmark wrote itself (`python -m bench.storage`), kept on a rewrite."""
+    ours = {"Machine", "Targets", *(s.title for s in sections)}
+    kept = []
+    for chunk in current.split("\n## ")[1:]:
+        title = chunk.split("\n", 1)[0].strip()
+        if title not in ours:
+            kept.append("## " + chunk)
+    return kept
 
 
 def _figure_rows(section: Section) -> list[list[str]]:
     return [[f.label, f.shown(), f.target or "", f.verdict()] for f in section.figures]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min ({seconds:,.0f} s)"

@@ -118,38 +118,14 @@ async def measure() -> Result:
 
 
 CPU_MISSED = (
-    "The budget is spent mostly on Discord REST calls and provider status calls (see "
-    "'Where the CPU goes'). It sits close to the target: 9.7 ms in two runs on a quiet "
-    "machine after the cuts below, and other work on a shared machine pushes it over. "
-    "Done: no status edit for the momentary 'sending' and 'posting' states (2 of 8 REST "
-    "calls per job), the documented 5 s beat while a job's duration is only guessed "
-    "(about 7 status calls instead of 8 with a cold history), O(1) expiry of remembered "
-    "interactions, gc.freeze() once ready. Left: discord.py's rate-limit bucket "
-    "clean-up scans all buckets whenever one is made (~5 %, upstream, discord/http.py); "
-    "full GC passes (2 here, up to 76 ms)."
+    "See the Discord REST calls and the status calls per job in the table: each costs "
+    "CPU in discord.py / aiohttp, and they are most of what a job does in the bot. Run "
+    "`python -m bench scale` on a quiet machine: other work on a shared one adds to it."
 )
 MEMORY_MISSED = (
     "Most of the growth is per-job state kept after the job: discord.py's caches "
     "(messages, threads) and the interactions DiscordDelivery keeps for 14 minutes."
 )
-
-# From cProfile of this benchmark while it was written (one run, profiler overhead
-# included, so shares rather than times): where the bot process spends its CPU.
-CPU_SHARES = [
-    [
-        "Discord REST calls (discord.py + aiohttp): defer, status, progress edits, thread, results",
-        "~35 %",
-    ],
-    ["provider status polls (APIXO-like: about 8 per job with a cold history)", "~20 %"],
-    ["result download and the rest of delivery (SQLite transitions, rendering)", "~10 %"],
-    ["/imagine handling before the engine (checks, status message, admit)", "~10 %"],
-    [
-        "gateway events (discord.py parsing INTERACTION_CREATE, MESSAGE_CREATE, THREAD_CREATE)",
-        "~5 %",
-    ],
-    ["discord.py's rate-limit bucket clean-up (scans all buckets per new thread)", "~5 %"],
-    ["event loop, logging, engine timers and the rest", "~15 %"],
-]
 
 
 def _burst_note(acks_ms: list[float]) -> str:
@@ -235,17 +211,11 @@ def run() -> Section:
         ],
     )
     rest = md_table(["Discord REST call", "count", "per job"], _rest_rows(result.rest))
-    shares = md_table(["part", "share of the bot's CPU"], CPU_SHARES)
     body = f"""{table}
 
 Discord REST calls the bot made (routes used at least once per ten jobs):
 
 {rest}
-
-Where the CPU goes (cProfile of this benchmark, one run while it was written; shares,
-since the profiler slows everything down):
-
-{shares}
 
 Method: the bot in this process exactly as `wanbot run` builds it (see the
 acknowledgement section), with `PROVIDER_CONCURRENCY={JOBS}` and
@@ -261,9 +231,8 @@ process (its SQLite thread included) from the first interaction to the last uplo
 divided by the jobs; nothing else runs in it but a 10 ms ticker measuring how late the
 loop wakes it and a 100 ms sampler of the engine's job count. Peak RSS is
 `ru_maxrss` of the process (it ran only this benchmark). Logging is on at INFO (to a
-file), as in production. Run to run, CPU per job moved between 8.6 and 12.2 ms over
-ten runs before the status-edit and polling cuts, and was 9.7 ms in two runs after
-them: close to the 10 ms line, so other work on a shared machine can push it over.
+file), as in production. Other work on the machine (a shared one) adds to the CPU
+figure: compare runs on a quiet machine.
 
 {_burst_note(acks_ms)}"""
     return Section("scale", f"Scale: {JOBS:,} concurrent jobs in one process", figures, body)

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from bench.common import LoopLag, ScaledClock, percentile
 from bench.model import KINDS, tag
+from bench.paced import BigApixo, PacedDiscord, input_images
 from bench.providers import SelfDriving, make_provider, task_of_upload
 from tests.fakes.discord import FakeDiscord, FakeInteraction, RecordedRequest
 
@@ -34,10 +35,16 @@ _TOKENS = re.compile(r"/[A-Za-z0-9_-]{40,}")  # interaction tokens
 
 
 class World:
-    def __init__(self, provider: str, users: int, clock: ScaledClock) -> None:
+    def __init__(self, provider: str, users: int, clock: ScaledClock, big: bool = False) -> None:
         self.clock = clock
-        self.discord = FakeDiscord()
+        # --big: real-sized images and transfers at a network's speed (bench/paced.py).
+        self.discord = PacedDiscord() if big else FakeDiscord()
         self.provider = make_provider(provider, clock)
+        self.inputs: list[bytes] = []
+        if big:
+            self.provider = BigApixo()
+            self.provider.setup_driving(clock, 1)
+            self.inputs = input_images()
         assert isinstance(self.provider, SelfDriving)
         self.driving: SelfDriving = self.provider
         self.users = [self.discord.add_user(f"user{i}") for i in range(users)]
@@ -96,12 +103,17 @@ class World:
             return web.json_response({"error": f"unknown kind {kind}"}, status=400)
         n, rate = int(body["n"]), float(body.get("rate", 100.0))
         label = str(body.get("label", kind))
-        task = asyncio.get_running_loop().create_task(self._send(n, rate, kind, label))
+        # Optional: images per job, real-sized results and an input image (--big only).
+        extra = {k: body[k] for k in ("count", "big", "inputs", "short") if k in body}
+        task = asyncio.get_running_loop().create_task(self._send(n, rate, kind, label, extra))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return web.json_response({"ok": True})
 
-    async def _send(self, n: int, rate: float, kind: str, label: str) -> None:
+    async def _send(
+        self, n: int, rate: float, kind: str, label: str, extra: dict[str, Any] | None = None
+    ) -> None:
+        extra = extra or {}
         if not self.discord.connected:
             await self.discord.wait_connected(timeout=30.0)
         loop = asyncio.get_running_loop()
@@ -115,7 +127,16 @@ class World:
                     await asyncio.sleep(delay)
                 serial = next(self.serials)
                 user = self.users[serial % len(self.users)]
-                options = {"prompt": f"{PROMPT} {tag(kind, serial)}"}
+                options: dict[str, Any] = {"prompt": f"{PROMPT} {tag(kind, serial)}"}
+                if extra.get("count"):
+                    options["count"] = int(extra["count"])
+                if extra.get("big") and isinstance(self.provider, BigApixo):
+                    self.provider.big_serials.add(serial)
+                if extra.get("short") and isinstance(self.provider, BigApixo):
+                    self.provider.short_serials.add(serial)
+                if extra.get("inputs") and self.inputs:
+                    data = self.inputs[serial % len(self.inputs)]
+                    options["image1"] = self.discord.upload(data, f"input{serial}.png")
                 interaction = await self.discord.slash("imagine", user, options)
                 self.interactions.append((label, interaction))
                 self.dispatching[label] -= 1
@@ -141,6 +162,7 @@ class World:
                 "loop_lag_p99_ms": 1000 * (percentile(self.lag.samples, 99) or 0.0),
                 "loop_lag_max_ms": 1000 * max(self.lag.samples, default=0.0),
                 "discord_errors": [repr(e) for e in self.discord.errors[:5]],
+                "uploaded_bytes": getattr(self.discord, "uploaded_bytes", 0),
             }
         )
 
@@ -215,7 +237,7 @@ class World:
 
 async def main(args: argparse.Namespace) -> None:
     clock = ScaledClock(args.scale, args.epoch, args.wall)
-    world = World(args.provider, args.users, clock)
+    world = World(args.provider, args.users, clock, big=args.big)
     info = await world.start()
     print(json.dumps(info), flush=True)
     loop = asyncio.get_running_loop()
@@ -240,6 +262,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--epoch", type=float, default=time.monotonic())
     parser.add_argument("--wall", type=float, default=time.time())
+    parser.add_argument("--big", action="store_true", help="real-sized images, paced transfers")
     return parser.parse_args(argv)
 
 

@@ -7,15 +7,27 @@ function), never at import time.
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings, unknown_setting_warnings
+from storage.errors import DatabaseUnavailable
+from storage.lock import DatabaseInUse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wanbot", description="Wan 2.5 images in Discord.")
-    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    from bot.console.hints import HintingParser
+
+    # "unknown option --aspcet; did you mean --aspect?" instead of a bare refusal.
+    parser = HintingParser(prog="wanbot", description="Wan 2.5 images in Discord.")
+    parser.add_argument(
+        "--env-file", default=None, help="settings file (default: .env, if there is one)"
+    )
+    parser.add_argument("--version", action="version", version=f"wanbot {package_version()}")
     sub = parser.add_subparsers(dest="command")
 
     sub.add_parser("run", help="start the bot (Discord if DISCORD_TOKEN is set, else the console)")
@@ -33,15 +45,78 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="register slash commands with Discord")
     sync.add_argument("--guild", type=int, default=None, help="sync to one server only")
+
+    invite = sub.add_parser("invite", help="print the URL that adds the bot to a server")
+    invite.add_argument(
+        "--client-id", type=int, default=None, help="application id (default: asked of Discord)"
+    )
+
+    slack = sub.add_parser("slack", help="Slack app tools (the Slack front end is coming)")
+    slack.add_argument("action", choices=["manifest"], help="manifest: print the app manifest")
+
+    from bot.ops.datacli import add_data_commands
+
+    add_data_commands(sub)  # backup, db prune
     return parser
 
 
+def package_version() -> str:
+    try:
+        return metadata.version("wanbot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from bot import __version__
+
+        return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = run_command(argv)
+        sys.stdout.flush()  # inside the try: a gone reader may only show up here
+        return code
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # a socket's broken pipe is a real error, not `| head`
+        return reader_gone()
+
+
+# What a command killed by SIGPIPE reports (128 + 13), as `yes | head` does.
+EXIT_READER_GONE = 141
+
+
+def stdout_reader_gone() -> bool:
+    """stdout is a pipe whose reader has closed it (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll(), or no real stdout
+        return False
+
+
+def reader_gone() -> int:
+    """stdout's reader left (`wanbot doctor | head -3`): stop quietly. stdout now points
+    at /dev/null so the interpreter's own final flush cannot fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
+
+
+def run_command(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
+    env_file = ".env" if args.env_file is None else args.env_file
+    problem = _env_file_problem(Path(env_file), named=args.env_file is not None)
+    if problem:
+        named = "--env-file " if args.env_file is not None else ""
+        print(f"wanbot: {named}{env_file}: {problem}", file=sys.stderr)
+        return 2
+    for line in unknown_setting_warnings(env_file, os.environ):
+        print(f"wanbot: warning: {line}", file=sys.stderr)
     try:
-        settings = load_settings(env_file=args.env_file)
+        settings = load_settings(env_file=env_file)
     except SettingsError as exc:
         print("wanbot: invalid settings:", file=sys.stderr)
         for line in exc.lines:
@@ -65,6 +140,10 @@ def dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
             from bot.discord.runner import run_sync
 
             return run_sync(settings, guild_id=args.guild)
+        if command == "invite":
+            from bot.discord.invite import run_invite
+
+            return run_invite(settings, client_id=args.client_id)
         if command == "console":
             from bot.console.app import run_console
 
@@ -77,6 +156,23 @@ def dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
             from bot.console.doctor import run_doctor
 
             return run_doctor(settings)
+        if command == "slack":
+            from bot.slack.manifest import manifest_yaml
+
+            print(manifest_yaml(), end="")
+            return 0
+        if command in ("backup", "db"):
+            from bot.ops.datacli import run_data_command
+
+            return run_data_command(command, args, settings)
+    except DatabaseInUse as exc:
+        # Another wanbot runs on this database: one line, no traceback, nothing touched.
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
+        # DATABASE_URL's server is down or refuses us: one line (password redacted).
+        print(f"wanbot: {exc}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("bot."):
             print(f"wanbot: '{command}' is not built yet ({exc.name} is missing).", file=sys.stderr)
@@ -84,6 +180,21 @@ def dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
         raise
     print(f"wanbot: unknown command {command!r}", file=sys.stderr)
     return 2
+
+
+def _env_file_problem(path: Path, *, named: bool) -> str | None:
+    # The default .env may be absent; a file named on purpose must be there.
+    if not path.exists():
+        return "no such file" if named else None
+    if path.is_dir():
+        return "is a directory, not a settings file"
+    try:
+        path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 text (byte {exc.start})"
+    return None
 
 
 def secret_values(settings: Settings) -> list[str]:
@@ -96,4 +207,10 @@ def secret_values(settings: Settings) -> list[str]:
     ):
         if secret is not None:
             values.append(secret.get_secret_value())
+    if settings.database_url is not None:
+        # The whole URL, and its password alone (asyncpg errors may quote either).
+        from storage.postgres.db import url_passwords
+
+        url = settings.database_url.get_secret_value()
+        values += [url, *url_passwords(url)]
     return values

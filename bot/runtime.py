@@ -20,19 +20,21 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.callback_server import CallbackServer
+from bot.callback_server import HttpServer
+from bot.core.alerts import AlertThrottle, FanOut, LogAlerts
 from bot.core.clock import Clock, SystemClock
 from bot.core.download import SafeDownloader
 from bot.core.engine import EngineConfig, JobEngine
 from bot.core.http import make_http_session
+from bot.core.metrics import NO_METRICS
 from bot.core.ports import ImageProvider
 from bot.core.providers.factory import build_provider
 from bot.core.quota import QuotaDefaults
 from bot.core.tasks import TaskGroup
+from bot.memory import Trimmer, tune_allocator
+from bot.ops.wiring import build_health, build_metrics, build_servers, prune_daily
 from bot.settings import ProviderName, Settings
-from storage.db import Database
-from storage.jobs import SqliteJobStore
-from storage.quotas import SqliteQuotaAdmin
+from storage.factory import build_store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         status_burst=max(1, round(settings.provider_status_rps)),
         progress_interval=settings.progress_update_seconds,
         callback_base_url=settings.callback_public_url if settings.callback_enabled else None,
+        result_bytes_in_flight=settings.delivery_max_bytes_in_flight,
+        deliver_attempt_timeout=settings.delivery_attempt_timeout_seconds,
+        deliver_deadline=settings.delivery_deadline_seconds,
     )
 
 
@@ -92,9 +97,7 @@ class Runtime:
         # the loop's default executor a burst of conversions would also hold up DNS
         # lookups (aiohttp resolves in that pool), and with them the 3 s interaction ack.
         self.image_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="images")
-        self.db = Database(database_path if database_path is not None else settings.database_path)
         defaults = QuotaDefaults.from_settings(settings)
-        self.jobs = SqliteJobStore(self.db, self.clock, defaults)
         self._own_http = http is None
         self.http = http if http is not None else make_http_session()
         self.downloader = SafeDownloader(
@@ -106,16 +109,44 @@ class Runtime:
         price = settings.price_per_image_usd
         if price is None:
             price = self.provider.capabilities.price_per_image_usd
-        self.quotas = SqliteQuotaAdmin(self.db, self.clock, defaults, price)
-        self.engine = JobEngine(
-            self.jobs, self.provider, clock=self.clock, config=engine_config(settings)
+        # SQLite at DATABASE_PATH, or PostgreSQL when DATABASE_URL is set. One process per
+        # database: a second bot would resume (and pay for) the same stored jobs; the
+        # store takes that lock in open(), before anything is read or migrated.
+        self.store = build_store(
+            settings,
+            clock=self.clock,
+            defaults=defaults,
+            price_per_image_usd=price,  # stored with each job's charge
+            database_path=database_path,
         )
-        self.callback_server: CallbackServer | None = None
-        if self.engine.callbacks_enabled:
-            self.callback_server = CallbackServer(
-                self.engine, settings.callback_host, settings.callback_port
-            )
-        elif settings.callback_enabled:
+        self.db = self.store.db
+        self.jobs = self.store.jobs
+        self.quotas = self.store.quotas
+        self.lock = self.store.lock
+        # METRICS_PORT set: Prometheus counters on a private registry, else none at all.
+        self.metrics = build_metrics(settings, price)
+        self.engine = JobEngine(
+            self.jobs,
+            self.provider,
+            clock=self.clock,
+            config=engine_config(settings),
+            metrics=self.metrics or NO_METRICS,
+        )
+        # After a burst of deliveries, freed image memory goes back to the system.
+        self.trimmer = Trimmer(self.image_executor)
+        self.engine.result_bytes.on_drained = self.trimmer.drained
+        # Admin alerts: always logged; front ends add where people read them
+        # (`rt.alert_sinks.add(...)`), throttled to one per cause, server and hour.
+        self.alert_sinks = FanOut([LogAlerts()])
+        self.engine.alerts = AlertThrottle(self.alert_sinks, self.clock)
+        # Front ends add themselves: self.health.watch_frontend("discord", bot.is_ready).
+        self.health = build_health(self.store, self.metrics)
+        self.http_servers: list[HttpServer]
+        self.callback_server: HttpServer | None
+        self.http_servers, self.callback_server = build_servers(
+            settings, self.engine, self.store, self.metrics, self.health
+        )
+        if settings.callback_enabled and not self.engine.callbacks_enabled:
             log.warning(
                 "CALLBACK_ENABLED is set but %s sends no callbacks: polling only",
                 self.provider.name,
@@ -124,9 +155,11 @@ class Runtime:
         self._started = False
 
     async def open(self) -> Runtime:
-        """Open the database (idempotent)."""
+        """Take the database's process lock, then open it (idempotent). Raises
+        storage.lock.DatabaseInUse, naming the holder's PID, when another process has it."""
         if not self._opened:
-            await self.db.open()
+            tune_allocator()  # see bot/memory.py
+            await self.store.open()
             self._opened = True
         return self
 
@@ -136,23 +169,29 @@ class Runtime:
         if self._started:
             return
         await self.open()
-        if self.callback_server is not None:
-            await self.callback_server.start()
+        for server in self.http_servers:
+            await server.start()
         await self.engine.start()
+        if self.settings.job_retention_days > 0:
+            self.tasks.create_task(
+                prune_daily(self.store, self.clock, self.settings.job_retention_days),
+                name="daily-prune",
+            )
         self._started = True
 
     async def close(self) -> None:
         """Stop in order: engine work first (jobs stay stored for the next start),
         then the callback server, background tasks, HTTP session and database."""
         await self.engine.close()
-        if self.callback_server is not None:
-            await self.callback_server.close()
+        for server in self.http_servers:
+            await server.close()
         await self.tasks.close()
         if self._own_http and not self.http.closed:
             await self.http.close()
         if self._opened:
-            await self.db.close()
+            await self.store.close()
             self._opened = False
+        self.trimmer.close()
         self.image_executor.shutdown(wait=False, cancel_futures=True)
         self._started = False
 

@@ -6,6 +6,8 @@ field here is documented in `.env.example` with its default.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +58,8 @@ class Settings(BaseSettings):
 
     # Storage and output
     database_path: Path = Path("./data/wanbot.sqlite3")
+    # postgresql://... selects PostgreSQL instead of SQLite. A secret: it may hold a password.
+    database_url: SecretStr | None = None
     output_dir: Path = Path("./output")
 
     # Logging
@@ -70,6 +74,11 @@ class Settings(BaseSettings):
     max_queued_jobs_per_user: int = Field(default=5, ge=0)
     # At most one progress message edit per job this often (first and last always sent).
     progress_update_seconds: float = Field(default=3.0, gt=0)
+    # Posting results: one try that gets no answer is given up on (and retried) after
+    # this long; all tries together may take at most the deadline, then the job fails
+    # and is refunded.
+    delivery_attempt_timeout_seconds: float = Field(default=120.0, gt=0)
+    delivery_deadline_seconds: float = Field(default=600.0, gt=0)
 
     # Quota defaults for servers that set nothing (images per period)
     default_user_limit: int = Field(default=25, ge=0)
@@ -80,6 +89,13 @@ class Settings(BaseSettings):
     callback_public_url: str | None = None
     callback_host: str = "0.0.0.0"
     callback_port: int = Field(default=8080, ge=1, le=65535)
+
+    # Health and metrics (/healthz, /metrics); no port means off. The same port as
+    # CALLBACK_PORT shares the callback server (and its host).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Finished jobs older than this are deleted (the ledger stays); 0 keeps them all.
+    job_retention_days: int = Field(default=90, ge=0)
 
     # Downloads: only from these hosts (Discord's CDN and the providers'
     # result hosts); private and loopback addresses are refused unless listed.
@@ -93,6 +109,8 @@ class Settings(BaseSettings):
         ]
     )
     download_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    # Result bytes held by deliveries at once (downloaded, not yet posted).
+    delivery_max_bytes_in_flight: int = Field(default=200 * 1024 * 1024, gt=0)
 
     @field_validator("log_level")
     @classmethod
@@ -114,6 +132,7 @@ class Settings(BaseSettings):
         "apixo_api_key",
         "evolink_api_key",
         "dashscope_api_key",
+        "database_url",
         mode="before",
     )
     @classmethod
@@ -130,12 +149,22 @@ class Settings(BaseSettings):
         "discord_api_base_url",
         "discord_gateway_url",
         "callback_public_url",
+        "metrics_port",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with postgresql:// (empty: SQLite at DATABASE_PATH)")
         return value
 
     def provider_key(self, provider: ProviderName) -> SecretStr | None:
@@ -189,10 +218,44 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
             name = ".".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
             message = error["msg"].removeprefix("Value error, ")
             given = error.get("input")
-            shown = "" if "KEY" in name or "TOKEN" in name or given is None else f" (got {given!r})"
+            secret = "KEY" in name or "TOKEN" in name or name == "DATABASE_URL"
+            shown = "" if secret or given is None else f" (got {given!r})"
             lines.append(f"{name}: {message}{shown}")
         raise SettingsError(lines) from None
     problems = settings.problems()
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+# Prefixes only wanbot's settings use: an unknown name with one is surely meant for us.
+_OUR_PREFIXES = ("DISCORD_", "APIXO_", "EVOLINK_", "DASHSCOPE_", "WAN_", "WANBOT_")
+
+
+def unknown_setting_warnings(env_file: str | Path | None, environ: Mapping[str, str]) -> list[str]:
+    """One line per name in `env_file` or `environ` that looks meant for wanbot but is
+    not a setting (a typo such as DISCORD_TOKNE is otherwise silently ignored), with the
+    closest real setting. Names unlike ours (PATH, HOME, a compose file's POSTGRES_*)
+    are left alone: close to a setting, or carrying one of our own prefixes."""
+    known = [name.upper() for name in Settings.model_fields]
+    sources: list[tuple[str, list[str]]] = []
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        sources.append((f"in {env_file}", list(dotenv_values(env_file, encoding="utf-8"))))
+    sources.append(("in the environment", list(environ)))
+    lines: list[str] = []
+    seen: set[str] = set()
+    for where, names in sources:
+        for name in names:
+            upper = name.upper()
+            if upper in known or upper in seen:
+                continue
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+            if not close and not upper.startswith(_OUR_PREFIXES):
+                continue
+            close = close or difflib.get_close_matches(upper, known, n=1, cutoff=0.5)
+            seen.add(upper)
+            hint = f"did you mean {close[0]}?" if close else "see .env.example for the settings"
+            lines.append(f"{name} ({where}) is not a wanbot setting: {hint}")
+    return lines

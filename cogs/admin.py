@@ -18,6 +18,7 @@ from bot.core.models import Period
 from bot.discord import render
 from bot.discord.bot import WanBot
 from bot.discord.permissions import is_admin
+from bot.discord.reports import spend_chart_file
 from bot.discord.respond import answer, defer
 
 MANAGE_GUILD = discord.Permissions(manage_guild=True)
@@ -120,7 +121,11 @@ class Admin(commands.Cog):
     async def quota_report(self, interaction: discord.Interaction) -> None:
         await defer(interaction, ephemeral=True)
         report = await self.bot.rt.quotas.server_report(self._guild(interaction))
-        await answer(interaction, embed=render.server_report_embed(report), ephemeral=True)
+        embed = render.server_report_embed(report)
+        chart = await spend_chart_file(self.bot, interaction.guild, report)
+        if chart is not None:
+            embed.set_image(url=f"attachment://{chart.filename}")
+        await answer(interaction, embed=embed, file=chart, ephemeral=True)
 
     @quota.command(name="budget", description="Monthly image budget for the whole server")
     @app_commands.describe(images="Images per month; leave empty to remove the budget")
@@ -182,9 +187,36 @@ class Admin(commands.Cog):
             f"Results: **{cfg.delivery_mode}**\n"
             f"Repair input images: **{'on' if cfg.normalize_images else 'off'}**\n"
             f"Allowed channels: {channels}\n"
-            f"Admins exempt from quotas: **{'yes' if cfg.admin_exempt else 'no'}**"
+            f"Admins exempt from quotas: **{'yes' if cfg.admin_exempt else 'no'}**\n"
+            f"Admin alerts: {alerts_place(cfg.alerts_channel_id)}"
         )
         await self._done(interaction, text)
+
+    @config.command(name="alerts", description="Where the bot tells admins about trouble")
+    @app_commands.describe(
+        channel="Post alerts here; leave empty to send them to the server owner by DM"
+    )
+    async def config_alerts(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        await defer(interaction, ephemeral=True)
+        if channel is not None:
+            me = channel.guild.me
+            if me is not None and not channel.permissions_for(me).send_messages:
+                await self._done(
+                    interaction,
+                    f"I can't post in {channel.mention}: give the bot Send Messages there "
+                    "first. Nothing was changed.",
+                )
+                return
+        cfg = await self.bot.configs.get(self._guild(interaction))
+        chosen = str(channel.id) if channel is not None else None
+        await self.bot.configs.save(cfg.model_copy(update={"alerts_channel_id": chosen}))
+        await self._done(
+            interaction,
+            f"Admin alerts (provider billing or key trouble, long outages, the budget "
+            f"used up) now go to {alerts_place(chosen)}, at most one per kind an hour.",
+        )
 
     @config.command(name="delivery", description="Post results in a thread or in the channel")
     async def config_delivery(
@@ -238,6 +270,10 @@ class Admin(commands.Cog):
         await self.bot.configs.save(cfg.model_copy(update={"admin_exempt": enabled}))
         state = "exempt from" if enabled else "subject to"
         await self._done(interaction, f"Admins are now {state} quotas.")
+
+
+def alerts_place(channel_id: str | None) -> str:
+    return f"<#{channel_id}>" if channel_id else "the server owner, by direct message"
 
 
 async def setup(bot: commands.Bot) -> None:

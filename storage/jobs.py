@@ -2,35 +2,41 @@
 
 The schema (migration 0002) ties money to job rows: inserting a job reserves its
 images and a job's move to a final state settles them (charge what was delivered,
-refund the rest), by trigger, in the same statement. So no path to a final state
+refund the rest; no refund row when nothing is refunded, since migration 0006), by
+trigger, in the same statement. The price per image is stored
+with the job at admission and copied onto its charge (migration 0003). So no path to a final state
 can skip the settle, and every change here is one `Database.atomic()` unit: one
 hop to SQLite's thread, committed together with the units that arrived with it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
-from functools import cache
 from typing import Any
 
 import aiosqlite
-from pydantic import TypeAdapter
 
 from bot.core.clock import Clock
 from bot.core.errors import NotFound
 from bot.core.models import ACTIVE_STATES, Job, JobState
 from bot.core.quota import QuotaDefaults, decide, quota_scope
 from storage.db import Database
+from storage.job_rows import (
+    ACTIVE_STATES_SQL,
+    READ_COLUMNS,
+    admitted,
+    admitted_at,
+    encode_fields,
+    job_from_row,
+    row_params,
+)
 from storage.quota_facts import read_facts
 
 log = logging.getLogger(__name__)
 
-_JSON_FIELDS = frozenset({"requester", "request", "result_urls", "delivery"})
-# Fields that only admit()/finish()/transition() may set: identity, state and money.
-_PROTECTED = frozenset({"id", "requester", "state", "reserved", "delivered", "created_at"})
+# Encoding (compact JSON, PROTECTED fields) is shared with PostgreSQL: storage/job_rows.py.
 _FINAL = tuple(state.value for state in JobState if state.final)
 _NOT_FINAL = f"state NOT IN ({', '.join(repr(s) for s in _FINAL)})"
 _ACTIVE = ", ".join(repr(state.value) for state in ACTIVE_STATES)
@@ -41,14 +47,28 @@ _INSERT_JOB = (
     f"VALUES ({', '.join(':' + c for c in _JOB_COLUMNS)}, "
     ":platform, :user_id, :scope_id, :admitted_at)"
 )
-_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
+# Result URLs are kept in job_results while a job is delivered (migration 0004), so
+# that job rows do not grow and shrink by ~1 kB each; jobs.result_urls stays '[]'.
+_URLS = "COALESCE((SELECT urls FROM job_results WHERE job_id = jobs.id), jobs.result_urls)"
+_SELECT = "SELECT {} FROM jobs".format(
+    ", ".join(_URLS if c == "result_urls" else c for c in READ_COLUMNS)
+)
 
 
 class SqliteJobStore:
-    def __init__(self, db: Database, clock: Clock, defaults: QuotaDefaults) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        defaults: QuotaDefaults,
+        price_per_image_usd: float | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._defaults = defaults
+        # Stored with each job at admission and copied onto its charge (migration 0003),
+        # so reports never re-price the past. None: unknown (costed at the report's price).
+        self.price_per_image_usd = price_per_image_usd
 
     async def admit(self, job: Job) -> Job:
         """Check the requester's limits and reserve `job.request.count` images, inserting
@@ -58,15 +78,13 @@ class SqliteJobStore:
         requester = job.requester
         scope = quota_scope(requester.guild_id)
         images = job.request.count
-        admitted = job.model_copy(
-            update={"state": JobState.QUEUED, "reserved": images, "delivered": 0}
-        )
-        params = _row_params(admitted)
+        job = admitted(job, self.price_per_image_usd)
+        params = row_params(job, scope)
         params.update(
             platform=requester.platform,
             user_id=requester.user_id,
             scope_id=scope,
-            admitted_at=now,
+            admitted_at=admitted_at(now),
         )
 
         def reserve(conn: sqlite3.Connection) -> None:
@@ -91,7 +109,7 @@ class SqliteJobStore:
                 raise
 
         await self._db.atomic(reserve)
-        return admitted
+        return job
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone(f"{_SELECT} WHERE id = ?", (job_id,))
@@ -99,7 +117,9 @@ class SqliteJobStore:
 
     async def find_by_task(self, provider: str, task_id: str) -> Job | None:
         row = await self._db.fetchone(
-            f"{_SELECT} WHERE provider = ? AND task_id = ? ORDER BY created_at DESC LIMIT 1",
+            # Active jobs only: migration 0006's partial index (jobs_task) holds those.
+            f"{_SELECT} WHERE provider = ? AND task_id = ? AND state IN {ACTIVE_STATES_SQL} "
+            "ORDER BY created_at DESC LIMIT 1",
             (provider, task_id),
         )
         return _job(row) if row else None
@@ -115,7 +135,7 @@ class SqliteJobStore:
             raise ValueError("a final job never changes state")
         if not states:
             return None
-        values = _encode_fields(fields, allow={"delivered"})
+        values = encode_fields(fields, allow={"delivered"})
         values["state"] = new_state.value
         placeholders = ", ".join(f":expected{i}" for i in range(len(states)))
         extra = {f"expected{i}": state.value for i, state in enumerate(states)}
@@ -124,7 +144,7 @@ class SqliteJobStore:
 
     async def update(self, job_id: str, **fields: Any) -> Job:
         """Set fields without changing the state. Raises NotFound."""
-        row, _ = await self._update(job_id, _encode_fields(fields))
+        row, _ = await self._update(job_id, encode_fields(fields))
         if row is None:
             raise NotFound(f"job {job_id} not found", code="job_not_found")
         return _job(row)
@@ -136,7 +156,7 @@ class SqliteJobStore:
         reservation in the same statement. A job already final is returned unchanged."""
         if not new_state.final:
             raise ValueError(f"finish() needs a final state, not {new_state.value}")
-        values = _encode_fields(fields)
+        values = encode_fields(fields)
         values.setdefault("finished_at", self._clock.now())
         values.update(state=new_state.value, delivered=delivered)
         # When the job is already final (or missing), read it in the same unit.
@@ -180,6 +200,7 @@ class SqliteJobStore:
         """UPDATE ... RETURNING: (the updated job, True), or if `condition` did not hold
         (None, False), or with `otherwise_read` (the job as it is, False)."""
         values["updated_at"] = self._clock.now()
+        urls = values.pop("result_urls", None)  # JSON; kept in job_results, not the row
         assignments = ", ".join(
             # Never charge more than was reserved, nor a negative count.
             "delivered = MAX(0, MIN(:delivered, reserved))"
@@ -187,17 +208,16 @@ class SqliteJobStore:
             else f"{name} = :{name}"
             for name in values
         )
-        sql = (
-            f"UPDATE jobs SET {assignments} WHERE id = :id AND ({condition}) "
-            f"RETURNING {', '.join(_JOB_COLUMNS)}"
-        )
+        sql = f"UPDATE jobs SET {assignments} WHERE id = :id AND ({condition}) RETURNING id"
         params = {**values, **(extra or {}), "id": job_id}
 
         def run(conn: sqlite3.Connection) -> tuple[aiosqlite.Row | None, bool]:
             # fetchall: a DML statement with RETURNING must run to completion.
-            rows: list[aiosqlite.Row] = conn.execute(sql, params).fetchall()
-            if rows:
-                return rows[0], True
+            if conn.execute(sql, params).fetchall():
+                if urls is not None:
+                    _store_result_urls(conn, job_id, urls)
+                # Read back with the URLs (same unit, by primary key).
+                return conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone(), True
             row: aiosqlite.Row | None = None
             if otherwise_read:
                 row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
@@ -206,36 +226,14 @@ class SqliteJobStore:
         return await self._db.atomic(run)
 
 
-@cache
-def _adapter(name: str) -> TypeAdapter[Any]:
-    annotation: Any = Job.model_fields[name].annotation
-    return TypeAdapter(annotation)
-
-
-def _encode_fields(fields: Mapping[str, Any], allow: Iterable[str] = ()) -> dict[str, Any]:
-    """Validate `fields` as Job fields and turn them into column values."""
-    allowed = set(allow)
-    values: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name not in Job.model_fields:
-            raise ValueError(f"jobs have no field {name!r}")
-        if name in _PROTECTED and name not in allowed:
-            raise ValueError(f"{name!r} cannot be set this way")
-        adapter = _adapter(name)
-        plain = adapter.dump_python(adapter.validate_python(value), mode="json")
-        values[name] = json.dumps(plain) if name in _JSON_FIELDS else plain
-    return values
-
-
-def _row_params(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json")
-    for name in _JSON_FIELDS:
-        data[name] = json.dumps(data[name])
-    return data
+def _store_result_urls(conn: sqlite3.Connection, job_id: str, urls: str) -> None:
+    if urls == "[]":
+        conn.execute("DELETE FROM job_results WHERE job_id = ?", (job_id,))
+    else:
+        conn.execute(
+            "INSERT OR REPLACE INTO job_results (job_id, urls) VALUES (?, ?)", (job_id, urls)
+        )
 
 
 def _job(row: aiosqlite.Row) -> Job:
-    data = dict(zip(_JOB_COLUMNS, row, strict=True))
-    for name in _JSON_FIELDS:
-        data[name] = json.loads(data[name])
-    return Job.model_validate(data)
+    return job_from_row(row)

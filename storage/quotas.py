@@ -13,6 +13,7 @@ from bot.core.clock import Clock
 from bot.core.errors import ValidationFailed
 from bot.core.models import (
     ACTIVE_STATES,
+    DayUsage,
     GuildConfig,
     Period,
     ServerReport,
@@ -124,31 +125,58 @@ class SqliteQuotaAdmin:
 
     async def server_report(self, guild_id: str) -> ServerReport:
         """Images charged (delivered) this calendar month, per user, with their cost.
-        Images of jobs still in flight are not in it until they are delivered."""
+        Images of jobs still in flight are not in it until they are delivered.
+
+        Costs are the prices stored with each charge (migration 0003), so a price change
+        never rewrites the past; charges settled before that migration have no stored
+        price and are costed at the configured one."""
         month = period_window(Period.MONTH, self._clock.now())
         rows = await self._db.fetchall(
-            "SELECT user_id, SUM(charged) AS images FROM usage_daily "
-            "WHERE guild_id = ? AND day >= ? AND day < ? "
-            "GROUP BY user_id HAVING SUM(charged) > 0 ORDER BY images DESC, user_id",
+            "SELECT user_id, SUM(images) AS images, "
+            "COALESCE(SUM(images * unit_price_usd), 0) AS priced, "
+            "COALESCE(SUM(CASE WHEN unit_price_usd IS NULL THEN images END), 0) AS unpriced "
+            "FROM ledger WHERE guild_id = ? AND kind = 'charge' "
+            "AND period_ts >= ? AND period_ts < ? "
+            "GROUP BY user_id HAVING SUM(images) > 0 ORDER BY images DESC, user_id",
+            (guild_id, month.start, month.end),
+        )
+        by_day = await self._db.fetchall(
+            # UTC days, as quota periods count them; the same stored prices as above.
+            "SELECT CAST(period_ts / 86400 AS INTEGER) * 86400 AS day, SUM(images) AS images, "
+            "COALESCE(SUM(images * unit_price_usd), 0) AS priced, "
+            "COALESCE(SUM(CASE WHEN unit_price_usd IS NULL THEN images END), 0) AS unpriced "
+            "FROM ledger WHERE guild_id = ? AND kind = 'charge' "
+            "AND period_ts >= ? AND period_ts < ? "
+            "GROUP BY day HAVING SUM(images) > 0 ORDER BY day",
             (guild_id, month.start, month.end),
         )
         budget = await self._db.fetchone(
             "SELECT monthly_images FROM server_budgets WHERE guild_id = ?", (guild_id,)
         )
+        costs = {row["user_id"]: row["priced"] + row["unpriced"] * self._price for row in rows}
         users = [
             UsageRow(
-                user_id=row["user_id"], images=row["images"], cost_usd=self._cost(row["images"])
+                user_id=row["user_id"],
+                images=row["images"],
+                cost_usd=round(costs[row["user_id"]], 4),
             )
             for row in rows
         ]
-        total = sum(user.images for user in users)
         return ServerReport(
             guild_id=guild_id,
             period_start=month.start,
-            images=total,
-            cost_usd=self._cost(total),
+            images=sum(user.images for user in users),
+            cost_usd=round(sum(costs.values()), 4),
             budget=budget[0] if budget else None,
             users=users,
+            days=[
+                DayUsage(
+                    day=float(row["day"]),
+                    images=row["images"],
+                    cost_usd=round(row["priced"] + row["unpriced"] * self._price, 4),
+                )
+                for row in by_day
+            ],
         )
 
     async def guild_config(self, guild_id: str) -> GuildConfig:
@@ -192,9 +220,6 @@ class SqliteQuotaAdmin:
             "DELETE FROM quota_limits WHERE guild_id = ? AND scope = ? AND subject_id = ?",
             (guild_id, scope, subject_id),
         )
-
-    def _cost(self, images: int) -> float:
-        return round(images * self._price, 4)
 
 
 def _check_count(what: str, value: int) -> None:

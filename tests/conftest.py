@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +14,8 @@ from bot.core.http import make_http_session
 from storage.db import Database
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
+from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401 (fixtures)
+from tests.store_backends import backend  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -31,12 +34,28 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    # Tests that call `bot.cli.main` set up the bot's logging on the (captured, later
+    # closed) stderr; a later test logging through it would fail on a closed stream.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     # Settings read the environment: a developer's real keys must never reach tests.
     import os
 
     for name in list(os.environ):
-        if name.startswith(("DISCORD_", "APIXO_", "EVOLINK_", "DASHSCOPE_", "WAN_")):
+        if name.startswith(("DISCORD_", "APIXO_", "EVOLINK_", "DASHSCOPE_", "WAN_", "DATABASE_")):
             monkeypatch.delenv(name, raising=False)
 
 

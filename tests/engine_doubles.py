@@ -171,6 +171,7 @@ class ScriptedProvider:
         name: str = "scripted",
         supports_cancel: bool = True,
         supports_callback: bool = False,
+        failed_tasks_free: bool = True,
     ) -> None:
         self.name = name
         self.capabilities = Capabilities(
@@ -181,6 +182,7 @@ class ScriptedProvider:
             supports_negative_prompt=True,
             supports_cancel=supports_cancel,
             supports_callback=supports_callback,
+            failed_tasks_free=failed_tasks_free,
         )
         self.clock = clock
         self.script = script or Script()
@@ -222,7 +224,7 @@ class ScriptedProvider:
         if task is None:
             return TaskStatus(
                 state=TaskState.FAILED,
-                failure=ProviderFailure(code="task_not_found", category=FailureCategory.TRANSIENT),
+                failure=ProviderFailure(code="task_not_found", category=FailureCategory.GONE),
             )
         task.status_times.append(now)
         if task.cancelled:
@@ -360,4 +362,7 @@ async def ledger(db: Database, job_id: str) -> dict[str, int]:
     for kind, images in rows:
         assert kind not in found, f"two {kind} rows for {job_id}"
         found[kind] = images
+    if "charge" in found:
+        # Settled: a refund of nothing has no row since migration 0006.
+        found.setdefault("refund", 0)
     return found

@@ -168,11 +168,14 @@ async def test_forged_callbacks_change_nothing(
 
     # Results only ever come from a status query: the real ones, from the provider.
     fake.complete(task.id)
-    await clock.advance(wired.engine.config.poll.callback_interval)  # the safety-net poll
+    # The first safety-net poll: at the late end of the estimate (30 s + 50 %).
+    await clock.advance(fake.estimated_time * (1 + wired.engine.config.poll.hint_error_ratio))
     await eventually(lambda: bool(wired.port.delivered(job.id)), what="the delivery")
+    await eventually_async(lambda: _is_done(store, job.id), what="the job to be settled")
     done = await store.get(job.id)
     assert done is not None
-    assert done.result_urls == [fake.result_url(task.id, 0)]
+    assert fake.requests_for("result")[0].path in fake.result_url(task.id, 0)
+    assert done.result_urls == []  # dropped once delivered
     assert all("evil" not in r.path for r in fake.requests)
 
 
@@ -201,3 +204,47 @@ async def test_the_server_ignores_other_paths_and_big_bodies(
     big = b"x" * (200 * 1024)
     async with session.post(wired.base + "/callback/evolink/a/b", data=big) as response:
         assert response.status in (404, 413)
+
+
+async def test_a_body_over_the_limit_is_refused_before_the_engine_hears_of_it(
+    wired: Wired, fake: FakeEvolink, store: TrackedStore, session: aiohttp.ClientSession
+) -> None:
+    from bot.callback_server import MAX_BODY
+
+    job = await wired.engine.submit(requester(), request())
+    await fake.next_task()
+    await _running(store, job.id)
+    stored = await store.get(job.id)
+    assert stored is not None
+    url = f"{wired.base}/callback/evolink/{job.id}/{stored.delivery[CALLBACK_TOKEN]}"
+    calls: list[str] = []
+    real = wired.engine.on_callback_request
+
+    async def spy(provider: str, job_id: str, token: str) -> bool:
+        calls.append(job_id)
+        return await real(provider, job_id, token)
+
+    wired.engine.on_callback_request = spy  # type: ignore[method-assign]
+
+    # 1 MB with a Content-Length: refused from the header.
+    async with session.post(url, data=b"x" * 1_000_000) as response:
+        assert response.status == 413
+        assert response.headers.get("Connection", "").lower() == "close"
+
+    # Chunked (no length): refused once more than MAX_BODY bytes have arrived.
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield b"y" * 65536
+
+    async with session.post(url, data=chunks()) as response:
+        assert response.status == 413
+    assert calls == [] and wired.engine.stats.callbacks == 0
+    assert fake.requests_for("status") == []
+
+    # A small chunked body at the same URL is an ordinary callback.
+    async def small() -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    async with session.post(url, data=small()) as response:
+        assert response.status == 200
+    assert calls == [job.id] and MAX_BODY == 64 * 1024

@@ -4,6 +4,7 @@ with its fix, the exit code says whether all is well, and secrets never show."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import sqlite3
@@ -15,6 +16,8 @@ import pytest
 
 from bot.console.doctor import doctor, settings_provider
 from bot.settings import Settings, load_settings
+from storage.db import load_migrations
+from storage.lock import ProcessLock
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.providers import FakeApixo, Fault
 
@@ -40,7 +43,8 @@ async def _doctor(settings: Settings) -> tuple[int, str]:
 async def test_fresh_mock_setup_passes(tmp_path: Path) -> None:
     code, shown = await _doctor(_settings(tmp_path))
     assert code == 0, shown
-    assert "OK    database:" in shown and "(current), writable" in shown
+    assert "OK    database:" in shown and "does not exist yet; the first start creates it" in shown
+    assert not (tmp_path / "data").exists()  # the doctor only reads
     assert "SKIP  discord: DISCORD_TOKEN not set" in shown
     assert "mock provider" in shown
     assert shown.rstrip().endswith("All checks passed.")
@@ -103,7 +107,7 @@ async def test_refused_discord_token(tmp_path: Path) -> None:
         settings = _settings(tmp_path, discord_token=TOKEN, discord_api_base_url=fake.api_base)
         code, shown = await _doctor(settings)
     assert code == 1
-    assert "FAIL  discord: Discord refused DISCORD_TOKEN (401 Unauthorized)" in shown
+    assert "FAIL  discord: Discord rejected DISCORD_TOKEN (401 Unauthorized)" in shown
     assert "Reset Token" in shown
     assert TOKEN not in shown
 
@@ -128,7 +132,11 @@ async def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     code, shown = await _doctor(_settings(tmp_path, output_dir=blocker / "out"))
     assert code == 1
-    assert "FAIL  output: cannot write to" in shown and "OUTPUT_DIR" in shown
+    assert "FAIL  output: cannot save images in" in shown and "OUTPUT_DIR" in shown
+    # Found in review: the doctor's own probe said "cannot write to ...: File exists".
+    code, shown = await _doctor(_settings(tmp_path, output_dir=blocker))
+    assert code == 1
+    assert f"FAIL  output: {blocker} is a file, not a folder" in shown
 
 
 async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
@@ -148,7 +156,7 @@ async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
             "-m",
             "bot",
             "--env-file",
-            str(tmp_path / "none.env"),
+            os.devnull,  # a developer's own .env must not leak in
             "doctor",
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -160,3 +168,29 @@ async def test_doctor_command_end_to_end(tmp_path: Path) -> None:
     assert "FAIL  provider: apixo refused APIXO_API_KEY" in shown
     assert "OK    intents:" in shown
     assert KEY not in shown and TOKEN not in shown
+
+
+async def test_the_database_is_only_read(tmp_path: Path) -> None:
+    """An old schema is reported, not migrated; a running bot's lock is reported, not
+    taken (the doctor may look while the bot runs), and nothing is written."""
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    before = path.read_bytes()
+    holder = ProcessLock(path)
+    holder.acquire()
+    try:
+        code, shown = await _doctor(_settings(tmp_path, database_path=path))
+        assert holder.held
+    finally:
+        holder.release()
+    assert code == 0, shown
+    latest = len(load_migrations())
+    assert f"schema version 1 (the next start upgrades it to {latest}), writable" in shown
+    assert f"in use by wanbot (PID {os.getpid()})" in shown
+    assert path.read_bytes() == before
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1

@@ -6,38 +6,24 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from PIL import Image
 
+from tests.reliability.process import outside_environment, run_wanbot, wanbot_argv
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_PATH": str(tmp_path / "data" / "db.sqlite3"),
-        "OUTPUT_DIR": str(tmp_path / "output"),
-        "MOCK_LATENCY_SECONDS": "0.5",
-    }
-
-
-def _argv(*args: str) -> list[str]:
-    # An explicit, missing env file: a developer's own .env must not leak into tests.
-    return [sys.executable, "-m", "bot", "--env-file", "no-such.env", *args]
-
-
-async def _run(tmp_path: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *_argv(*args),
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return outside_environment(
+        DATABASE_PATH=str(tmp_path / "data" / "db.sqlite3"),
+        OUTPUT_DIR=str(tmp_path / "output"),
+        MOCK_LATENCY_SECONDS="0.5",
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def _run(folder: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """A command in `folder`, with its own database and output there."""
+    return await run_wanbot(*args, env=_env(folder), cwd=folder, stdin=stdin)
 
 
 def _decodes(path: Path) -> bool:
@@ -76,7 +62,7 @@ async def test_bad_generate_input_exits_2(tmp_path: Path) -> None:
 
 def test_console_without_a_terminal_explains_and_exits_0(tmp_path: Path) -> None:
     empty = subprocess.run(
-        _argv("run"),
+        wanbot_argv("run"),
         cwd=tmp_path,
         env=_env(tmp_path),
         stdin=subprocess.DEVNULL,
@@ -85,7 +71,7 @@ def test_console_without_a_terminal_explains_and_exits_0(tmp_path: Path) -> None
         timeout=60,
     )
     closed = subprocess.run(
-        _argv("console"),
+        wanbot_argv("console"),
         cwd=tmp_path,
         env=_env(tmp_path),
         preexec_fn=lambda: os.close(0),  # no stdin at all, as under some service managers

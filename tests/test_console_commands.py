@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot.cli import build_parser
 from bot.console.commands import (
     CancelCommand,
+    ClearCommand,
     CommandError,
     HelpCommand,
     ImagineCommand,
@@ -126,3 +128,97 @@ def test_other_commands() -> None:
     assert parse_command("/cancel j-123") == CancelCommand(job_id="j-123")
     assert parse_command("/help") == HelpCommand()
     assert parse_command("/QUIT") == QuitCommand()
+
+
+# --- words that are commands, options that are typos ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("exit", QuitCommand()),
+        ("quit", QuitCommand()),
+        ("  Exit  ", QuitCommand()),
+        ("QUIT.", QuitCommand()),
+        ("help", HelpCommand()),
+        ("Help!", HelpCommand()),
+        ("clear", ClearCommand()),
+        ("/clear", ClearCommand()),
+    ],
+)
+def test_bare_command_words_are_commands_not_prompts(line: str, command: object) -> None:
+    assert parse_command(line) == command
+
+
+def test_the_same_words_can_still_be_drawn() -> None:
+    assert parse_command("/imagine exit") == ImagineCommand(prompt="exit")
+    assert parse_command("help me") == ImagineCommand(prompt="help me")
+    assert parse_command("exit sign") == ImagineCommand(prompt="exit sign")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/imagine a dog --aspcet 16:9", "unknown option --aspcet; did you mean --aspect?"),
+        ("a dog --aspct=16:9", "unknown option --aspct; did you mean --aspect?"),
+        ("a dog --cout 2", "unknown option --cout; did you mean --count?"),
+        ("a dog --negativ blur", "unknown option --negativ; did you mean --negative?"),
+        ("a dog --imgae x.png", "unknown option --imgae; did you mean --image?"),
+        ("a dog -x", "unknown option -x; the options are --negative, --aspect"),
+        ("a dog aspcet:16:9", "unknown option aspcet:; did you mean aspect:?"),
+        ("a dog cout:2", "unknown option cout:; did you mean count:?"),
+        ("/edit ./in.png red --aspcet 1:1", "unknown option --aspcet; did you mean --aspect?"),
+        ("/edit --aspcet 1:1 ./in.png red", "unknown option --aspcet; did you"),
+    ],
+)
+def test_unknown_options_are_refused_with_the_closest_one(line: str, message: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_command(line)
+    assert str(caught.value).startswith(message)
+    assert "--" in str(caught.value)  # and how to write such text on purpose
+
+
+@pytest.mark.parametrize(
+    ("line", "prompt"),
+    [
+        ("/imagine a neon sign -- --open late--", "a neon sign --open late--"),
+        ('/imagine a neon sign reading "--open--"', 'a neon sign reading "--open--"'),
+        ("a poster -n 2 -- -n 3 --aspect 1:1", "a poster -n 3 --aspect 1:1"),
+        ("/imagine art:deco poster, note:free", "art:deco poster, note:free"),
+        ("a well--known face - 5 -5 degrees", "a well--known face - 5 -5 degrees"),
+    ],
+)
+def test_text_with_dashes_or_colons_can_be_a_prompt(line: str, prompt: str) -> None:
+    command = parse_command(line)
+    assert isinstance(command, ImagineCommand) and command.prompt == prompt
+
+
+def test_generate_refuses_an_unknown_option_with_the_closest_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["generate", "a dog", "--aspcet", "16:9"])
+    assert caught.value.code == 2
+    assert "unknown option --aspcet; did you mean --aspect?" in capsys.readouterr().err
+    # A prompt that starts with dashes: after `--`.
+    args = build_parser().parse_args(["generate", "-n", "2", "--", "--open late--"])
+    assert (args.prompt, args.count) == ("--open late--", 2)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--", "--open late", "--out", "o"],  # a real option after `--`
+        ["invite", "--guild", "1"],  # another command's option
+    ],
+)
+def test_a_real_option_in_the_wrong_place_is_not_suggested_as_itself(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found in review: "unknown option --out; did you mean --out?"
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{argv[-2]} is not an option here" in err
+    assert "did you mean" not in err

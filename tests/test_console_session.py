@@ -27,7 +27,7 @@ from bot.core.providers import EvolinkProvider, MockProvider
 from bot.core.quota import DIRECT_SCOPE
 from bot.runtime import Runtime
 from bot.settings import Settings, load_settings
-from tests.fakes.providers import FakeApixo, FakeEvolink, Fault
+from tests.fakes.providers import FakeApixo, FakeEvolink, FakeFileServer, Fault
 
 T = TypeVar("T")
 
@@ -158,7 +158,8 @@ async def test_console_quota_admin_and_refusals(tmp_path: Path, clock: FakeClock
     assert "No jobs yet" in shown
     assert "unknown command /frobnicate" in shown
     assert shown.rstrip().endswith("Bye.")
-    assert not (tmp_path / "out").exists()  # nothing was generated
+    # The folder was checked (so it exists), but no image was generated (<job id>_<n>.png).
+    assert not list((tmp_path / "out").glob("*_[1-4].*"))
 
 
 async def test_cancel_from_the_console(tmp_path: Path, clock: FakeClock) -> None:
@@ -211,6 +212,8 @@ async def test_interactive_terminal_prompts_and_ctrl_d_leaves(
         drive(clock, serve_console(settings, asyncio.Event(), stdin, out, _factory(clock)))
     )
     try:
+        os.write(controller, b"clear\n")
+        await _until(lambda: "\x1b[2J" in out.getvalue() or None)  # on a terminal only
         os.write(controller, b"/imagine a slow cat\n")
         await _until(lambda: _queued_id(out.getvalue()))
         os.write(controller, b"\x04")  # Ctrl-D at the start of a line: end of input
@@ -223,11 +226,13 @@ async def test_interactive_terminal_prompts_and_ctrl_d_leaves(
     assert shown.rstrip().endswith("they are saved and finish the next time wanbot starts.")
 
 
-async def test_a_failed_image_upload_is_reported_and_the_session_goes_on(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def _edit_with_upload_faults(
+    tmp_path: Path, clock: FakeClock, script: str, *faults: Fault
+) -> tuple[int, str]:
+    """`/edit` of a local photo on EvoLink, whose file host answers with `faults`; the
+    console's exit code and output. Nothing may be submitted."""
     async with FakeEvolink(api_key="ek-right") as fake:
-        fake.script_fault("upload", *[Fault.http(500)] * 6)
+        fake.script_fault("upload", *faults)
         settings = _settings(
             tmp_path,
             wan_provider="evolink",
@@ -236,11 +241,35 @@ async def test_a_failed_image_upload_is_reported_and_the_session_goes_on(
             evolink_files_url=fake.files_url,
         )
         photo = _photo(tmp_path / "in.png")
-        code, shown = await _console(settings, clock, f"/edit {photo} make it red\n/usage\n")
+        code, shown = await _console(settings, clock, script.format(photo=photo))
         assert fake.requests_for("submit") == []
+    return code, shown
+
+
+async def test_a_failed_image_upload_is_reported_and_the_session_goes_on(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    code, shown = await _edit_with_upload_faults(
+        tmp_path, clock, "/edit {photo} make it red\n/usage\n", *[Fault.http(500)] * 6
+    )
     assert code == 0
     assert "could not be uploaded to evolink" in shown and "Nothing was charged" in shown
     assert "You have used 0 of 25 images" in shown
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "unauthorized"), (402, "insufficient_quota"), (400, "x")]
+)
+async def test_an_upload_refused_for_the_bots_account_is_not_an_outage(
+    status: int, code: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Found in review: a refused key at EvoLink's file host read "please try again later".
+    _, shown = await _edit_with_upload_faults(
+        tmp_path, clock, "/edit {photo} make it red\n", Fault.http(status, code=code)
+    )
+    assert "not with your image" in shown and "wanbot doctor" in shown
+    assert "try again later" not in shown
+    assert shown.lower().count("charged") == 1
 
 
 async def test_empty_stdin_explains_and_builds_nothing(tmp_path: Path, clock: FakeClock) -> None:
@@ -311,7 +340,7 @@ async def test_generate_billing_failure_blames_the_provider_account(
         code, out, err = await _generate(settings, clock, ["a cat", "-n", "3"])
         assert code == 1
         assert out == ""
-        assert "The bot's image service is unavailable (billing/key)" in err
+        assert "account has a problem (billing, key or access)" in err
         assert "`wanbot doctor` shows what to fix" in err
         assert "You were not charged" in err
         rt = Runtime(settings, clock=clock)
@@ -377,3 +406,98 @@ async def test_local_files_become_data_uris_or_evolink_uploads(
 class _NoFetch:
     async def fetch(self, url: str, *, max_bytes: int | None = None) -> Any:
         raise AssertionError("no download expected")
+
+
+# --- nothing is paid for what was not asked for -----------------------------------
+
+
+async def test_bare_command_words_and_option_typos_cost_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = _settings(tmp_path)
+    script = "help\nclear\n/imagine a dog --aspcet 16:9\nexit\n/imagine never reached\n"
+    code, shown = await _console(settings, clock, script)
+    assert code == 0
+    assert "/imagine PROMPT" in shown  # the help
+    assert "unknown option --aspcet; did you mean --aspect?" in shown
+    assert shown.rstrip().endswith("Bye.")
+    assert "] queued:" not in shown
+    rt = Runtime(settings, clock=clock)
+    async with rt:
+        assert await rt.jobs.user_jobs("console", "local") == []
+        assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 0
+
+
+def _unusable_folders(tmp_path: Path) -> list[Path]:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return [Path("/proc/x"), blocker, blocker / "out"]
+
+
+async def test_generate_checks_the_output_folder_before_anything_is_sent(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with FakeApixo(api_key="sk-right") as fake:
+        settings = _settings(
+            tmp_path, wan_provider="apixo", apixo_api_key="sk-right", apixo_base_url=fake.base_url
+        )
+        for folder in _unusable_folders(tmp_path):
+            code, out, err = await _generate(settings, clock, ["a garden", "--out", str(folder)])
+            assert (code, out) == (2, "")
+            assert err.startswith("wanbot: cannot generate: ") and err.count("\n") == 1, err
+            assert str(folder) in err and "nothing was sent or charged" in err
+            assert "Traceback" not in err
+        assert fake.requests == []  # no provider call
+    assert not settings.database_path.exists()  # nothing reserved, nothing stored
+
+
+async def test_console_checks_the_output_folder_at_the_start_and_before_each_job(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    for folder in _unusable_folders(tmp_path):
+        code, shown = await _console(_settings(tmp_path, output_dir=folder), clock, "a cat\n")
+        assert code == 2
+        assert f"cannot save images in {folder}" in shown or f"{folder} is a file" in shown
+        assert "OUTPUT_DIR" in shown and "queued" not in shown
+    assert not (tmp_path / "db.sqlite3").exists()
+
+    # A folder that goes away while the console runs: the next job is refused, unpaid.
+    out_dir = tmp_path / "out"
+    settings = _settings(tmp_path, output_dir=out_dir)
+    read_end, write_end = os.pipe()
+    stdin = os.fdopen(read_end, "r")
+    out = io.StringIO()
+    task = asyncio.ensure_future(
+        drive(clock, serve_console(settings, asyncio.Event(), stdin, out, _factory(clock)))
+    )
+    try:
+        os.write(write_end, b"/usage\n")
+        await _until(lambda: "You have used" in out.getvalue() or None)
+        out_dir.rmdir()
+        out_dir.write_text("now a file")
+        os.write(write_end, b"a cat\n")
+    finally:
+        os.close(write_end)  # the end of the script
+    assert await task == 0
+    stdin.close()
+    assert f"Cannot do that: {out_dir} is a file, not a folder" in out.getvalue()
+    assert "queued" not in out.getvalue()
+
+
+async def test_generate_input_that_cannot_be_fetched_right_now_is_a_failure_not_bad_input(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # Exit 2 means "fix your command"; a busy image host is worth retrying as is (exit 1).
+    async with FakeApixo(api_key="sk-right") as fake, FakeFileServer() as files:
+        url = files.add("busy.png", status=503)
+        settings = _settings(
+            tmp_path,
+            wan_provider="apixo",
+            apixo_api_key="sk-right",
+            apixo_base_url=fake.base_url,
+            download_allowed_hosts="127.0.0.1",
+        )
+        code, out, err = await _generate(settings, clock, ["edit it", "--image", url])
+        assert (code, out) == (1, "")
+        assert "could not be fetched right now" in err
+        assert fake.requests_for("submit") == []

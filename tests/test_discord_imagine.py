@@ -21,6 +21,8 @@ from bot.core.models import (
 from tests.fakes.discord import ATTACH_FILES, CREATE_PUBLIC_THREADS, FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
+from tests.reliability.flows import finish_every_task
+from tests.reliability.world import open_world
 
 EPHEMERAL = 64
 
@@ -279,7 +281,7 @@ async def test_an_interaction_that_expired_before_the_ack_leaves_nothing_behind(
 @pytest.mark.parametrize(
     ("category", "code", "told"),
     [
-        (FailureCategory.USER, "content_policy", "Your prompt or image could not be used"),
+        (FailureCategory.USER, "content_policy", "refused your prompt or image"),
         (FailureCategory.CONFIG, "insufficient_balance", "not your fault"),
     ],
 )
@@ -301,9 +303,7 @@ async def test_failures_tell_the_true_cause(
         status = fake.messages[await fake.wait_until(lambda: interaction.original_message_id)]
         await run.drive(lambda: title(status).startswith("❌"))
         assert told in status["embeds"][0]["description"]
-        assert "Nothing was charged" in status["embeds"][0]["description"] or (
-            "nothing was charged" in status["embeds"][0]["description"]
-        )
+        assert status["embeds"][0]["description"].count("not charged") == 1
         await run.finish()
         usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
         assert usage.used == 0
@@ -457,3 +457,38 @@ async def test_queued_cards_follow_their_queue_position(
         await run.rt.engine.cancel(first.id, first.requester)
         await run.drive(lambda: field(card, "Queue") != "#2" or not title(card).startswith("⏳"))
         assert title(card).startswith("⏳") and field(card, "Queue") == "#1"
+
+
+# --- invisible and control characters (nothing is paid for an empty request) ----------
+
+
+async def test_a_prompt_of_zero_width_characters_is_refused_like_an_empty_one(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    invisible = "\u200b\u200c\u200d\u2060\ufeff"
+    interaction = await fake.slash("imagine", alice, {"prompt": invisible, "count": 2})
+    await fake.wait_callback(interaction)
+    answer = interaction.answer(ephemeral=True)
+    assert answer is not None and "the prompt is empty" in answer["content"]
+    assert await run.rt.jobs.user_jobs("discord", alice.id) == []
+    usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+    assert (usage.used, usage.in_flight) == (0, 0)
+
+
+async def test_control_characters_never_reach_the_provider_or_a_message(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_world(tmp_path, clock) as world:
+        alice = world.fake.add_user("alice")
+        prompt = "a red\x00 fox\x1b[2J in\nsnow\u202e"
+        options = {"prompt": prompt, "negative": "blur\x00ry\x07"}
+        await world.fake.slash("imagine", alice, options)
+        jobs = await world.drive(lambda: finish_every_task(world))
+        assert jobs is not None and [job.state for job in jobs] == [JobState.DONE]
+        [submit] = world.apixo.requests_for("submit")
+        assert submit.json["input"]["prompt"] == "a red fox[2J in snow"
+        assert submit.json["input"]["negative_prompt"] == "blurry"
+        assert b"\\u0000" not in submit.body and b"\x00" not in submit.body
+        for message in world.fake.messages.values():
+            shown = repr(message["content"]) + repr(message["embeds"])
+            assert "\\x00" not in shown and "\\x1b" not in shown and "\\u202e" not in shown

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from bot.core.download import DownloadError, SafeDownloader, sniff_image_type
@@ -224,3 +225,63 @@ async def test_any_type_leaves_the_format_to_validation(
     html = files.add("page.png", b"<html></html>", content_type="image/png")
     page = await SafeDownloader(session, ["127.0.0.1"]).fetch(html, any_type=True)
     assert page.content_type == "application/octet-stream"
+
+
+class _CountingServer:
+    """A loopback image server that records the client port of every request: one
+    port per TCP connection the downloader opened."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.peers: list[int] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> _CountingServer:
+        app = web.Application()
+        app.router.add_get("/{name}", self._serve)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        assert request.transport is not None
+        self.peers.append(request.transport.get_extra_info("peername")[1])
+        if request.match_info["name"] == "big.png":
+            return web.Response(body=self.body + b"\0" * 200_000, content_type="image/png")
+        return web.Response(body=self.body, content_type="image/png")
+
+
+async def test_downloads_from_one_host_reuse_a_connection(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with _CountingServer(PNG) as server:
+        downloader = SafeDownloader(
+            session, ["images.test"], resolver=resolver_for({"images.test": ["127.0.0.1"]})
+        )
+        port = server.url.rsplit(":", 1)[1]
+        for name in ("a.png", "b.png", "c.png"):
+            got = await downloader.fetch(f"http://images.test:{port}/{name}")
+            assert got.data == PNG
+        assert len(server.peers) == 3
+        assert len(set(server.peers)) == 1  # one TCP connection served all three
+
+
+async def test_a_cut_off_download_does_not_poison_the_pool(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with _CountingServer(PNG) as server:
+        downloader = SafeDownloader(session, ["127.0.0.1"], max_bytes=100_000)
+        with pytest.raises(DownloadError) as caught:
+            await downloader.fetch(f"{server.url}/big.png")
+        assert caught.value.code == "too_large"
+        assert (await downloader.fetch(f"{server.url}/a.png")).data == PNG
+        # The half-read connection was dropped, not handed to the next fetch.
+        assert len(set(server.peers)) == 2

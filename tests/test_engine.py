@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.core.alerts import ADMINS_TOLD, AlertThrottle, FanOut, LogAlerts
 from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
 from bot.core.errors import (
@@ -20,7 +21,14 @@ from bot.core.errors import (
     SubmitUncertain,
     ValidationFailed,
 )
-from bot.core.models import ErrorKind, FailureCategory, JobState, ProviderFailure
+from bot.core.models import (
+    AdminAlert,
+    AlertCause,
+    ErrorKind,
+    FailureCategory,
+    JobState,
+    ProviderFailure,
+)
 from storage.db import Database
 from tests.engine_doubles import (
     RecordingPort,
@@ -153,6 +161,17 @@ async def _failed_with(
     return job.id, error.kind, error.message
 
 
+class AlertRecorder:
+    """An `AdminAlerts` sink that tells a person and remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.sent: list[AdminAlert] = []
+
+    async def alert(self, alert: AdminAlert) -> bool:
+        self.sent.append(alert)
+        return True
+
+
 async def quiesce_port(port: RecordingPort, job_id: str) -> None:
     await eventually(lambda: bool(port.failed(job_id)), what="the failure message")
 
@@ -173,16 +192,13 @@ async def test_refused_prompt_is_the_users_to_fix(
             category=FailureCategory.USER,
         ),
     )
-    alerts: list[str] = []
-
-    async def alert(text: str) -> None:
-        alerts.append(text)
-
-    engine.on_admin_alert = alert
+    alerts = AlertRecorder()
+    engine.alerts = AlertThrottle(alerts, clock)
     _, kind, message = await _failed_with(engine, store, port, db, clock)
     assert kind is ErrorKind.USER_INPUT
     assert "prompt flagged" in message and "change the prompt or image" in message
-    assert alerts == []
+    assert alerts.sent == []
+    assert ADMINS_TOLD not in message
     assert provider.submit_calls == 1  # the user's fault is never retried
 
 
@@ -195,32 +211,33 @@ async def test_billing_trouble_blames_the_bot_and_alerts_admins_once(
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    alerts: list[str] = []
-
-    async def alert(text: str) -> None:
-        alerts.append(text)
-
-    engine.on_admin_alert = alert
+    # As the runtime composes it: the log and a person, one message per server an hour.
+    alerts = AlertRecorder()
+    engine.alerts = AlertThrottle(FanOut([LogAlerts(), alerts]), clock)
     for _ in range(2):
         provider.submit_errors.append(
             ProviderError(FailureCategory.CONFIG, "insufficient_quota", "no balance", status=402)
         )
-    with caplog.at_level(logging.ERROR, logger="bot.core.engine"):
+    with caplog.at_level(logging.ERROR, logger="bot.core"):
         for _ in range(2):
             _, kind, message = await _failed_with(engine, store, port, db, clock)
             assert kind is ErrorKind.PROVIDER_CONFIG
-            assert "unavailable (billing/key); admins have been told" in message
+            assert "account has a problem (billing, key or access)" in message
             assert "prompt" not in message
-    await eventually(lambda: len(alerts) == 1, what="the admin alert")
-    assert "insufficient_quota" in alerts[0]
+            assert ADMINS_TOLD in message
+    await eventually(lambda: len(alerts.sent) == 1, what="the admin alert")
+    assert alerts.sent[0].cause is AlertCause.PROVIDER_SETUP
+    assert "insufficient_quota" in alerts.sent[0].detail
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
-    # The provider works again: the next outage is a new one, worth a new alert.
+    # The provider works again; an hour on, a new outage is worth a new alert.
     job = await engine.submit(requester(), request())
     assert (await run_until_final(clock, store, job.id)).state is JobState.DONE
+    await clock.advance(3600)
     provider.submit_errors.append(ProviderError(FailureCategory.CONFIG, "unauthorized", status=401))
     await _failed_with(engine, store, port, db, clock)
-    await eventually(lambda: len(alerts) == 2, what="a second alert")
+    await eventually(lambda: len(alerts.sent) == 2, what="a second alert")
+    assert "unauthorized" in alerts.sent[1].detail
 
 
 async def test_transient_submit_errors_are_retried_then_reported_as_an_outage(
@@ -231,18 +248,18 @@ async def test_transient_submit_errors_are_retried_then_reported_as_an_outage(
     db: Database,
     clock: FakeClock,
 ) -> None:
-    provider.submit_errors.append(ProviderError(FailureCategory.TRANSIENT, "http_503", status=503))
+    # Adapters raise a plain ProviderError from submit only with proof that no task
+    # was made (a 429, a refused connection); anything uncertain is SubmitUncertain.
+    provider.submit_errors.append(ProviderError(FailureCategory.TRANSIENT, "http_429", status=429))
     job = await engine.submit(requester(), request())
     assert (await run_until_final(clock, store, job.id)).state is JobState.DONE
-    assert provider.submit_calls == 2  # refused once (never sent), then accepted
+    assert provider.submit_calls == 2  # refused once (never made), then accepted
 
     provider.submit_calls = 0
     for _ in range(5):
-        provider.submit_errors.append(
-            ProviderError(FailureCategory.TRANSIENT, "http_502", status=502)
-        )
+        provider.submit_errors.append(ProviderError(FailureCategory.TRANSIENT, "connect_failed"))
     _, kind, message = await _failed_with(engine, store, port, db, clock)
-    assert kind is ErrorKind.PROVIDER_OUTAGE and "try again later" in message
+    assert kind is ErrorKind.PROVIDER_OUTAGE and "try again in a few minutes" in message
     assert provider.submit_calls == engine.config.submit_attempts
 
 

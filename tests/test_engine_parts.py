@@ -146,7 +146,9 @@ def test_polls_never_crowd_and_callbacks_slow_them_down() -> None:
     plan = PollPlan.start(0.0, policy, None, 30.0)
     plan.observe(20.0, _running(99), policy)
     assert plan.next_poll(20.0, policy) >= 20.0 + policy.min_gap
-    assert plan.next_poll(20.0, policy, callbacks=True) == 20.0 + policy.callback_interval
+    # Callbacks: safety-net polls from the estimate's late end (30 s + 50 %), then slowly.
+    assert plan.next_poll(20.0, policy, callbacks=True) == 45.0
+    assert plan.next_poll(45.0, policy, callbacks=True) == 45.0 + policy.callback_interval
     # Overdue and still running: back off from 1 s up to the blind interval.
     late = [plan.next_poll(t, policy) - t for t in (40.0, 41.0, 42.0, 43.0, 44.0, 45.0)]
     assert late[0] == policy.tail_interval and late == sorted(late)

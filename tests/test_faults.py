@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from bot.core.alerts import alert_text
 from bot.core.clock import FakeClock
-from bot.core.models import ErrorKind, JobState
+from bot.core.models import AdminAlert, ErrorKind, JobState
 from tests.fakes.providers import Fault
 from tests.reliability.audit import (
     answer_text,
@@ -86,10 +87,13 @@ CASES = [
     Case("submit-429-then-ok", provider_faults("submit", *[Fault.rate_limited(1)] * 2), submits=3),
     Case("submit-429-storm", provider_faults("submit", *[Fault.rate_limited(1)] * MANY),
          fails=OUTAGE, submits=3),
+    # may have reached the provider: never sent twice (it would charge twice; issue 13)
     Case("submit-500-storm", provider_faults("submit", *[Fault.http(500)] * MANY),
-         fails=OUTAGE, submits=3),
-    Case("submit-502-html-then-ok", provider_faults("submit", Fault.html(502)), submits=2),
-    # may have reached the provider: never sent twice (it would charge twice)
+         fails=OUTAGE, submits=1),
+    Case("submit-502-html", provider_faults("submit", Fault.html(502)), fails=OUTAGE,
+         submits=1),
+    Case("submit-502-html-after-the-task-was-made",
+         provider_faults("submit", Fault.html(502).after_task()), fails=OUTAGE, submits=1),
     Case("submit-504", provider_faults("submit", Fault.http(504)), fails=OUTAGE, submits=1),
     Case("submit-malformed-200", provider_faults("submit", Fault.malformed_json()),
          fails=OUTAGE, submits=1),
@@ -101,8 +105,9 @@ CASES = [
     Case("submit-401", provider_faults("submit", Fault.http(401)), fails=C, submits=1),
     Case("submit-402-billing", provider_faults("submit", Fault.http(402)), fails=C, submits=1),
     Case("submit-403", provider_faults("submit", Fault.http(403)), fails=C, submits=1),
+    # APIXO's 400 is a malformed request: the bot's (the user's words were validated)
     Case("submit-400-refused", provider_faults("submit", Fault.http(400, message="bad prompt")),
-         fails=U, submits=1),
+         fails=C, submits=1),
     # --- provider: status ---------------------------------------------------------------
     Case("status-429-storm-then-ok", provider_faults("status", *[Fault.rate_limited(1)] * 10)),
     Case("status-500-storm", provider_faults("status", *[Fault.http(500)] * MANY), fails=OUTAGE,
@@ -118,8 +123,9 @@ CASES = [
          fails=U, submits=1, complete_after=None),
     Case("task-transient-then-new-task-ok",
          during=on_task(lambda w, t: w.apixo.fail(t, "Timeout", "model timeout")), submits=2),
-    Case("task-expired-then-new-task-ok", during=on_task(lambda w, t: w.apixo.expire(t)),
-         submits=2),
+    # a vanished task may still be generating (and billing): never replaced
+    Case("task-expired-not-replaced", during=on_task(lambda w, t: w.apixo.expire(t)),
+         fails=OUTAGE, submits=1, complete_after=None),
     Case("task-never-finishes", fails=T, submits=1, complete_after=None,
          settings={"job_deadline_seconds": 600.0}),
     # --- provider: result files -----------------------------------------------------------
@@ -210,14 +216,16 @@ async def test_provider_outage_alerts_admins_once_and_blames_nobody(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     """Billing trouble fails every job as the bot's problem, told once to the admins
-    (through the hook), never as the users' fault, and charges nobody."""
+    (through the runtime's alert port), never as the users' fault, and charges nobody."""
     async with open_world(tmp_path, clock) as world:
         alerts: list[str] = []
 
-        async def alert(text: str) -> None:
-            alerts.append(text)
+        class Sink:
+            async def alert(self, alert: AdminAlert) -> bool:
+                alerts.append(alert_text(alert))
+                return True
 
-        world.rt.engine.on_admin_alert = alert
+        world.rt.alert_sinks.add(Sink())
         world.apixo.script_submit_fault(*[Fault.http(402)] * 5)
         for _ in range(5):
             await imagine(world)

@@ -1,11 +1,11 @@
-"""SqliteJobStore against a real SQLite file: admission, settlement, compare-and-set."""
+"""The JobStore contract on both backends (a real SQLite file and a real PostgreSQL
+database, see tests/store_backends.py): admission, settlement, compare-and-set."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +21,9 @@ from bot.core.models import (
     Period,
     Requester,
 )
+from bot.core.ports import JobStore, QuotaAdmin
 from bot.core.quota import QuotaDefaults
-from storage.db import Database
-from storage.jobs import SqliteJobStore
-from storage.quotas import SqliteQuotaAdmin
+from tests.store_backends import Backend
 
 DAY = 86_400.0
 ROOMY = QuotaDefaults(default_limit=1000, max_running=1000, max_queued=1000)
@@ -59,27 +58,27 @@ def make_job(
     )
 
 
-def store_for(db: Database, clock: FakeClock, **defaults: object) -> SqliteJobStore:
-    return SqliteJobStore(db, clock, replace(ROOMY, **defaults))
+def store_for(backend: Backend, clock: FakeClock, **defaults: object) -> JobStore:
+    return backend.jobs(clock, replace(ROOMY, **defaults))
 
 
-def admin_for(db: Database, clock: FakeClock, **defaults: object) -> SqliteQuotaAdmin:
-    return SqliteQuotaAdmin(db, clock, replace(ROOMY, **defaults), price_per_image_usd=0.03)
+def admin_for(backend: Backend, clock: FakeClock, **defaults: object) -> QuotaAdmin:
+    return backend.quotas(clock, replace(ROOMY, **defaults), price=0.03)
 
 
-async def ledger(db: Database, job_id: str | None = None) -> list[tuple[str, int]]:
+async def ledger(backend: Backend, job_id: str | None = None) -> list[tuple[str, int]]:
     where, params = ("WHERE job_id = ?", (job_id,)) if job_id else ("", ())
-    rows = await db.fetchall(f"SELECT kind, images FROM ledger {where} ORDER BY id", params)
+    rows = await backend.fetchall(f"SELECT kind, images FROM ledger {where} ORDER BY id", params)
     return [(row[0], row[1]) for row in rows]
 
 
-async def count(db: Database, table: str) -> int:
-    row = await db.fetchone(f"SELECT COUNT(*) FROM {table}")
+async def count(backend: Backend, table: str) -> int:
+    row = await backend.fetchone(f"SELECT COUNT(*) FROM {table}")
     assert row is not None
     return int(row[0])
 
 
-async def denial(store: SqliteJobStore, job: Job) -> QuotaDenied:
+async def denial(store: JobStore, job: Job) -> QuotaDenied:
     with pytest.raises(QuotaDenied) as info:
         await store.admit(job)
     return info.value
@@ -88,8 +87,8 @@ async def denial(store: SqliteJobStore, job: Job) -> QuotaDenied:
 # --- admission -----------------------------------------------------------------------
 
 
-async def test_admit_persists_the_job_and_reserves(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_admit_persists_the_job_and_reserves(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = make_job(clock, count=3).model_copy(
         update={
             "state": JobState.RUNNING,  # ignored: an admitted job is always QUEUED
@@ -109,14 +108,14 @@ async def test_admit_persists_the_job_and_reserves(db: Database, clock: FakeCloc
     admitted = await store.admit(job)
     assert (admitted.state, admitted.reserved, admitted.delivered) == (JobState.QUEUED, 3, 0)
     assert await store.get(job.id) == admitted  # every field survives the round trip
-    assert await ledger(db) == [("reserve", 3)]
+    assert await ledger(backend) == [("reserve", 3)]
     assert await store.get("nope") is None
 
 
 async def test_500_concurrent_admits_accept_exactly_the_quota(
-    db: Database, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
-    store = store_for(db, clock, default_limit=10)
+    store = store_for(backend, clock, default_limit=10)
     jobs = [make_job(clock, user="hammer") for _ in range(500)]
     results = await asyncio.gather(*(store.admit(job) for job in jobs), return_exceptions=True)
     accepted = [r for r in results if isinstance(r, Job)]
@@ -124,54 +123,83 @@ async def test_500_concurrent_admits_accept_exactly_the_quota(
     assert len(accepted) == 10
     assert len(denied) == 490
     assert {d.reason for d in denied} == {QuotaReason.USER_LIMIT}
-    assert await count(db, "jobs") == 10
-    assert await ledger(db) == [("reserve", 1)] * 10
+    assert await count(backend, "jobs") == 10
+    assert await ledger(backend) == [("reserve", 1)] * 10
 
 
-async def test_denied_admit_writes_nothing(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=2)
+async def test_400_concurrent_requests_against_a_limit_of_50_grant_50(
+    backend: Backend, clock: FakeClock
+) -> None:
+    # One user against their limit (the per-user lock), then 400 users against one
+    # server's monthly budget (the per-scope lock).
+    store = store_for(backend, clock, default_limit=50)
+    results = await asyncio.gather(
+        *(store.admit(make_job(clock, user="one")) for _ in range(400)), return_exceptions=True
+    )
+    assert sum(isinstance(r, Job) for r in results) == 50
+    assert {r.reason for r in results if isinstance(r, QuotaDenied)} == {QuotaReason.USER_LIMIT}
+    await admin_for(backend, clock).set_server_budget("g2", 50)
+    results = await asyncio.gather(
+        *(store.admit(make_job(clock, user=f"m{i}", guild="g2")) for i in range(400)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Job) for r in results) == 50
+    assert {r.reason for r in results if isinstance(r, QuotaDenied)} == {QuotaReason.SERVER_BUDGET}
+    assert await ledger(backend) == [("reserve", 1)] * 100
+
+
+async def test_denied_admit_writes_nothing(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=2)
     await store.admit(make_job(clock, count=2))
-    before = (await count(db, "jobs"), await ledger(db), await count(db, "usage_daily"))
+    before = (
+        await count(backend, "jobs"),
+        await ledger(backend),
+        await count(backend, "usage_daily"),
+    )
     denied = await denial(store, make_job(clock))
     assert denied.reason is QuotaReason.USER_LIMIT
-    assert (await count(db, "jobs"), await ledger(db), await count(db, "usage_daily")) == before
+    assert (
+        await count(backend, "jobs"),
+        await ledger(backend),
+        await count(backend, "usage_daily"),
+    ) == before
 
 
-async def test_duplicate_job_id_is_refused(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_duplicate_job_id_is_refused(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = make_job(clock)
     await store.admit(job)
     with pytest.raises(ValueError, match="already exists"):
         await store.admit(job)
-    assert await ledger(db) == [("reserve", 1)]
+    assert await ledger(backend) == [("reserve", 1)]
 
 
 # --- settlement ----------------------------------------------------------------------
 
 
 async def test_finish_charges_delivered_and_refunds_the_rest(
-    db: Database, clock: FakeClock
+    backend: Backend, clock: FakeClock
 ) -> None:
-    store = store_for(db, clock)
-    admin = admin_for(db, clock)
+    store = store_for(backend, clock)
+    admin = admin_for(backend, clock)
     job = await store.admit(make_job(clock, count=4))
     clock_before = clock.now()
     done = await store.finish(job.id, JobState.DONE, delivered=3, result_urls=["a", "b", "c"])
     assert (done.state, done.delivered, done.result_urls) == (JobState.DONE, 3, ["a", "b", "c"])
     assert done.finished_at == clock_before
-    assert await ledger(db, job.id) == [("reserve", 4), ("charge", 3), ("refund", 1)]
+    assert await ledger(backend, job.id) == [("reserve", 4), ("charge", 3), ("refund", 1)]
     assert (await admin.usage("g1", "u1")).used == 3
 
 
-async def test_repeated_finish_changes_nothing(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_repeated_finish_changes_nothing(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock, count=2))
     first = await store.finish(job.id, JobState.FAILED, delivered=0, error_kind=ErrorKind.TIMEOUT)
-    entries = await ledger(db)
+    entries = await ledger(backend)
     await clock.advance(60)
     again = await store.finish(job.id, JobState.DONE, delivered=2, error_message="late")
     assert again == first  # returned unchanged: still FAILED, nothing charged
-    assert await ledger(db) == entries == [("reserve", 2), ("charge", 0), ("refund", 2)]
+    assert await ledger(backend) == entries == [("reserve", 2), ("charge", 0), ("refund", 2)]
     # A compare-and-set from any active state cannot touch it either.
     assert await store.transition(job.id, [JobState.DELIVERING], JobState.DONE) is None
     with pytest.raises(NotFound):
@@ -180,56 +208,70 @@ async def test_repeated_finish_changes_nothing(db: Database, clock: FakeClock) -
         await store.finish(job.id, JobState.RUNNING, delivered=0)
 
 
-async def test_concurrent_finishes_settle_once(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_concurrent_finishes_settle_once(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock, count=3))
     results = await asyncio.gather(
         *(store.finish(job.id, JobState.DONE, delivered=k % 4) for k in range(20))
     )
     assert len({r.delivered for r in results}) == 1  # every caller sees the one outcome
     charged = results[0].delivered
-    assert await ledger(db, job.id) == [
-        ("reserve", 3),
-        ("charge", charged),
-        ("refund", 3 - charged),
-    ]
+    refund = [("refund", 3 - charged)] if charged < 3 else []  # none when zero (0006)
+    assert await ledger(backend, job.id) == [("reserve", 3), ("charge", charged), *refund]
 
 
-async def test_charge_never_exceeds_the_reservation(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_charge_never_exceeds_the_reservation(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock, count=2))
     done = await store.finish(job.id, JobState.DONE, delivered=5)
     assert done.delivered == 2
-    assert await ledger(db, job.id) == [("reserve", 2), ("charge", 2), ("refund", 0)]
+    # Nothing refunded: no refund row (migration 0006); the charge marks the settle.
+    assert await ledger(backend, job.id) == [("reserve", 2), ("charge", 2)]
 
 
-async def test_transition_to_a_final_state_settles(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_a_second_settle_changes_nothing_without_a_refund_row(
+    backend: Backend, clock: FakeClock
+) -> None:
+    store = store_for(backend, clock)
+    job = await store.admit(make_job(clock, count=2))
+    await store.finish(job.id, JobState.DONE, delivered=2)
+    usage = await backend.fetchall("SELECT used, charged FROM usage_daily")
+    # Forced out of its final state behind the store's back, then settled again as a
+    # failure: the charge exists, so neither a second charge nor a refund is written.
+    await backend.fetchall("UPDATE jobs SET state = 'running' WHERE id = ?", (job.id,))
+    await clock.advance(1)
+    await store.finish(job.id, JobState.FAILED, delivered=0)
+    assert await ledger(backend, job.id) == [("reserve", 2), ("charge", 2)]
+    assert await backend.fetchall("SELECT used, charged FROM usage_daily") == usage
+
+
+async def test_transition_to_a_final_state_settles(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock, count=4))
     await store.transition(job.id, [JobState.QUEUED], JobState.DELIVERING)
     done = await store.transition(job.id, [JobState.DELIVERING], JobState.DONE, delivered=2)
     assert done is not None and done.delivered == 2
-    assert await ledger(db, job.id) == [("reserve", 4), ("charge", 2), ("refund", 2)]
+    assert await ledger(backend, job.id) == [("reserve", 4), ("charge", 2), ("refund", 2)]
     cancelled = await store.admit(make_job(clock, count=1))
     await store.transition(cancelled.id, [JobState.QUEUED], JobState.CANCELLED)
-    assert await ledger(db, cancelled.id) == [("reserve", 1), ("charge", 0), ("refund", 1)]
+    assert await ledger(backend, cancelled.id) == [("reserve", 1), ("charge", 0), ("refund", 1)]
 
 
-async def test_ledger_is_append_only(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_ledger_is_append_only(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     await store.admit(make_job(clock))
     with pytest.raises(Exception, match="append-only"):
-        await db.fetchall("UPDATE ledger SET images = 0")
+        await backend.fetchall("UPDATE ledger SET images = 0")
     with pytest.raises(Exception, match="append-only"):
-        await db.fetchall("DELETE FROM ledger")
-    assert await ledger(db) == [("reserve", 1)]
+        await backend.fetchall("DELETE FROM ledger")
+    assert await ledger(backend) == [("reserve", 1)]
 
 
 # --- compare-and-set and updates -----------------------------------------------------
 
 
-async def test_transition_is_compare_and_set(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_transition_is_compare_and_set(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock))
     await clock.advance(5)
     wrong = await store.transition(job.id, [JobState.RUNNING], JobState.DELIVERING)
@@ -253,8 +295,10 @@ async def test_transition_is_compare_and_set(db: Database, clock: FakeClock) -> 
         await store.transition(job.id, [JobState.DONE], JobState.QUEUED)
 
 
-async def test_update_sets_fields_but_not_state_or_money(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_update_sets_fields_but_not_state_or_money(
+    backend: Backend, clock: FakeClock
+) -> None:
+    store = store_for(backend, clock)
     job = await store.admit(make_job(clock, count=2))
     updated = await store.update(
         job.id, thread_id="th", status_message_id="m1", delivery={"a": 1}, progress=40
@@ -275,8 +319,8 @@ async def test_update_sets_fields_but_not_state_or_money(db: Database, clock: Fa
     assert await store.get(job.id) == updated
 
 
-async def test_find_by_task_active_jobs_and_user_jobs(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
+async def test_find_by_task_active_jobs_and_user_jobs(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
     first = await store.admit(make_job(clock, user="a"))
     await clock.advance(1)
     second = await store.admit(make_job(clock, user="b"))
@@ -298,8 +342,8 @@ async def test_find_by_task_active_jobs_and_user_jobs(db: Database, clock: FakeC
 # --- quota rules through the store ----------------------------------------------------
 
 
-async def test_periods_roll_over(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=2)
+async def test_periods_roll_over(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=2)
     late = await store.admit(make_job(clock, count=2))  # 22:13 UTC
     assert (await denial(store, make_job(clock))).reason is QuotaReason.USER_LIMIT
     await clock.advance(2 * 3600)  # past midnight UTC
@@ -311,20 +355,18 @@ async def test_periods_roll_over(db: Database, clock: FakeClock) -> None:
     await store.admit(make_job(clock, count=2))
 
 
-async def test_limits_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "restart.sqlite3"
-    async with Database(path) as first:
-        store = store_for(first, clock, default_limit=3)
-        await store.admit(make_job(clock, count=2))
-    async with Database(path) as second:
-        store = store_for(second, clock, default_limit=3)
-        assert (await denial(store, make_job(clock, count=2))).remaining == 1
-        await store.admit(make_job(clock, count=1))
+async def test_limits_survive_a_restart(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=3)
+    await store.admit(make_job(clock, count=2))
+    await backend.reopen()
+    store = store_for(backend, clock, default_limit=3)
+    assert (await denial(store, make_job(clock, count=2))).remaining == 1
+    await store.admit(make_job(clock, count=1))
 
 
-async def test_overrides_most_generous_applies(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=0)
-    admin = admin_for(db, clock)
+async def test_overrides_most_generous_applies(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=0)
+    admin = admin_for(backend, clock)
     await admin.set_server_default("g1", 2, Period.DAY)
     await admin.set_role_limit("g1", "artist", 4)
     await admin.set_user_limit("g1", "u1", 1)
@@ -341,9 +383,9 @@ async def test_overrides_most_generous_applies(db: Database, clock: FakeClock) -
     assert (await admin.usage("g1", "u1", ["artist"])).limit == 2
 
 
-async def test_grants_add_to_the_current_period(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=1)
-    admin = admin_for(db, clock, default_limit=1)
+async def test_grants_add_to_the_current_period(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=1)
+    admin = admin_for(backend, clock, default_limit=1)
     await store.admit(make_job(clock))
     assert (await denial(store, make_job(clock))).reason is QuotaReason.USER_LIMIT
     await admin.grant("g1", "u1", 2, granted_by="mod")
@@ -354,9 +396,9 @@ async def test_grants_add_to_the_current_period(db: Database, clock: FakeClock) 
     assert (report.limit, report.bonus, report.used) == (1, 0, 0)
 
 
-async def test_admin_exemption(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=0)
-    admin = admin_for(db, clock)
+async def test_admin_exemption(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=0)
+    admin = admin_for(backend, clock)
     assert (await denial(store, make_job(clock, is_admin=True))).reason is QuotaReason.USER_LIMIT
     await admin.set_guild_config(GuildConfig(guild_id="g1", admin_exempt=True))
     await store.admit(make_job(clock, is_admin=True, count=4))
@@ -365,9 +407,9 @@ async def test_admin_exemption(db: Database, clock: FakeClock) -> None:
     assert report.exempt and report.limit is None and report.used == 4
 
 
-async def test_server_budget_across_users(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
-    admin = admin_for(db, clock)
+async def test_server_budget_across_users(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
+    admin = admin_for(backend, clock)
     await admin.set_server_budget("g1", 5)
     first = await store.admit(make_job(clock, user="a", count=3))
     await store.admit(make_job(clock, user="b", count=2))
@@ -381,9 +423,9 @@ async def test_server_budget_across_users(db: Database, clock: FakeClock) -> Non
     await store.admit(make_job(clock, user="c", count=4))
 
 
-async def test_blocked_users(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
-    admin = admin_for(db, clock)
+async def test_blocked_users(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
+    admin = admin_for(backend, clock)
     await admin.block("g1", "u1", reason="spam")
     denied = await denial(store, make_job(clock))
     assert denied.reason is QuotaReason.BLOCKED
@@ -393,8 +435,8 @@ async def test_blocked_users(db: Database, clock: FakeClock) -> None:
     await store.admit(make_job(clock))
 
 
-async def test_running_and_queued_limits(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, max_running=1, max_queued=1)
+async def test_running_and_queued_limits(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, max_running=1, max_queued=1)
     first = await store.admit(make_job(clock))
     await store.admit(make_job(clock))
     denied = await denial(store, make_job(clock, guild="g2"))  # counted across servers
@@ -403,7 +445,7 @@ async def test_running_and_queued_limits(db: Database, clock: FakeClock) -> None
     await store.finish(first.id, JobState.DONE, delivered=1)
     await store.admit(make_job(clock))
 
-    strict = store_for(db, clock, max_running=1, max_queued=0)
+    strict = store_for(backend, clock, max_running=1, max_queued=0)
     running = await strict.admit(make_job(clock, user="solo"))
     await strict.transition(running.id, [JobState.QUEUED], JobState.RUNNING)
     denied = await denial(strict, make_job(clock, user="solo"))
@@ -412,12 +454,39 @@ async def test_running_and_queued_limits(db: Database, clock: FakeClock) -> None
     await strict.admit(make_job(clock, user="solo"))
 
 
-async def test_direct_use_has_its_own_scope(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock, default_limit=5)
-    admin = admin_for(db, clock)
+async def test_direct_use_has_its_own_scope(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock, default_limit=5)
+    admin = admin_for(backend, clock)
     await admin.set_user_limit("direct", "local", 1)
     job = await store.admit(make_job(clock, user="local", guild=None, platform="console"))
-    row = await db.fetchone("SELECT guild_id FROM ledger WHERE job_id = ?", (job.id,))
+    row = await backend.fetchone("SELECT guild_id FROM ledger WHERE job_id = ?", (job.id,))
     assert row is not None and row[0] == "direct"
     denied = await denial(store, make_job(clock, user="local", guild=None, platform="console"))
     assert denied.reason is QuotaReason.USER_LIMIT
+
+
+async def test_result_urls_are_kept_beside_the_row_until_the_job_ends(
+    backend: Backend, clock: FakeClock
+) -> None:
+    store = store_for(backend, clock)
+    urls = ["https://file.apixo.ai/r/1.png?sig=" + "a" * 270, "https://file.apixo.ai/r/2.png"]
+    ids = []
+    for _ in range(2):
+        job = await store.admit(make_job(clock, count=2))
+        await store.transition(job.id, [JobState.QUEUED], JobState.RUNNING, task_id="t")
+        delivering = await store.transition(
+            job.id, [JobState.RUNNING], JobState.DELIVERING, result_urls=urls
+        )
+        assert delivering is not None and delivering.result_urls == urls
+        ids.append(job.id)
+    first, second = ids
+    assert [j.result_urls for j in await store.active_jobs()] == [urls, urls]
+    assert (await store.update(first, progress=90)).result_urls == urls
+    assert [r[0] for r in await backend.fetchall("SELECT result_urls FROM jobs")] == ["[]"] * 2
+    done = await store.transition(
+        first, [JobState.DELIVERING], JobState.DONE, delivered=2, result_urls=[]
+    )
+    assert done is not None and done.result_urls == []
+    failed = await store.finish(second, JobState.FAILED, delivered=0)
+    assert failed.result_urls == []  # the schema drops them at any end
+    assert await backend.fetchall("SELECT * FROM job_results") == []

@@ -118,7 +118,7 @@ async def test_forged_callbacks_change_nothing(
         world.apixo.complete(task.id)
         assert await world.apixo.send_callback(task.id, f"{base}/apixo/{job.id}/{token}") == 200
         done = await world.drive(lambda: settled_job(world, interaction))
-        assert done.state is JobState.DONE and done.result_urls == task.result_urls
+        assert done.state is JobState.DONE and done.result_urls == []  # dropped once posted
         [message] = result_messages(world.fake, done.id)
         [attachment] = message["attachments"]
         posted = next(a for a in world.fake.attachments.values() if a.url == attachment["url"])
@@ -133,9 +133,9 @@ async def test_forged_callbacks_change_nothing(
         assert await world.rows("SELECT * FROM ledger ORDER BY id") == ledger
         assert len(result_messages(world.fake, done.id)) == 1
 
-        # A big body is never read (the URL decides), and the server stays up.
+        # A big body is refused before it is read, and the server stays up.
         status = await post(http, f"{base}/apixo/{other_job.id}/x", {"pad": "x" * 200_000})
-        assert status == 404
+        assert status == 413  # refused from its Content-Length, unread (issue 13, rule 12)
         async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
             assert health.status == 200
 

@@ -221,14 +221,11 @@ async def test_forgotten_task_fails(provider: ApixoProvider, fake: FakeApixo) ->
 @pytest.mark.parametrize(
     ("status", "category"),
     [
-        (400, FailureCategory.USER),
+        (400, FailureCategory.REQUEST),  # a malformed request is the bot's
         (401, FailureCategory.CONFIG),
         (402, FailureCategory.CONFIG),
         (403, FailureCategory.CONFIG),
         (429, FailureCategory.TRANSIENT),
-        (500, FailureCategory.TRANSIENT),
-        (502, FailureCategory.TRANSIENT),
-        (503, FailureCategory.TRANSIENT),
     ],
 )
 async def test_submit_http_errors(
@@ -249,7 +246,7 @@ async def test_invalid_request_message_comes_from_the_envelope(
 ) -> None:
     with pytest.raises(ProviderError) as caught:
         await provider.submit(T2I.model_copy(update={"prompt": "   "}))
-    assert caught.value.category is FailureCategory.USER
+    assert caught.value.category is FailureCategory.REQUEST  # validation lets none through
     assert "Missing required field: input.prompt" in caught.value.message
 
 
@@ -276,7 +273,19 @@ async def test_submit_that_may_have_arrived_is_uncertain_and_not_retried(
 
 
 @pytest.mark.parametrize(
-    "fault", [Fault.http(504), Fault.malformed_json()], ids=["gateway-timeout", "malformed"]
+    "fault",
+    [
+        Fault.http(504),
+        Fault.malformed_json(),
+        Fault.http(500),
+        Fault.http(502),
+        Fault.http(503),
+        Fault.html(502),
+        Fault.html(403),  # a proxy's page, not APIXO's envelope: proves nothing
+        Fault.http(404),
+        Fault.reset(),
+    ],
+    ids=["504", "malformed", "500", "502", "503", "html-502", "html-403", "404", "reset"],
 )
 async def test_unreadable_or_gateway_timeout_submit_is_uncertain(
     provider: ApixoProvider, fake: FakeApixo, fault: Fault
@@ -287,14 +296,20 @@ async def test_unreadable_or_gateway_timeout_submit_is_uncertain(
     assert len(fake.requests_for("submit")) == 1
 
 
-async def test_html_error_page_on_submit_is_transient(
+async def test_an_envelope_error_inside_http_200_counts_as_its_own_code(
     provider: ApixoProvider, fake: FakeApixo
 ) -> None:
-    fake.script_submit_fault(Fault.html(502))
+    # APIXO's envelope `code` can carry the error in an HTTP 200: a 402 there is a
+    # proof of refusal, a 500 there is not.
+    fake.script_submit_fault(Fault.http(402).with_http_status(200))
     with pytest.raises(ProviderError) as caught:
         await provider.submit(T2I)
     assert not isinstance(caught.value, SubmitUncertain)
-    assert (caught.value.category, caught.value.code) == (FailureCategory.TRANSIENT, "http_502")
+    assert (caught.value.category, caught.value.status) == (FailureCategory.CONFIG, 402)
+    fake.script_submit_fault(Fault.http(500).with_http_status(200))
+    with pytest.raises(SubmitUncertain):
+        await provider.submit(T2I)
+    assert len(fake.requests_for("submit")) == 2 and fake.tasks == {}
 
 
 async def test_connection_refused_is_transient_not_uncertain(
@@ -318,7 +333,8 @@ async def test_request_the_provider_would_reject_is_never_sent(
 ) -> None:
     with pytest.raises(ProviderError) as caught:
         await provider.submit(GenerationRequest(prompt="x", aspect_ratio="21:9"))  # i2i only
-    assert caught.value.category is FailureCategory.USER
+    # Validation refuses it in the user's words first: reaching here is the bot's mistake.
+    assert caught.value.category is FailureCategory.REQUEST
     assert fake.requests == []
 
 

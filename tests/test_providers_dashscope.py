@@ -117,7 +117,8 @@ async def test_every_image_refused_is_a_user_failure(
     [
         ("DataInspectionFailed", FailureCategory.USER),
         ("InvalidParameter.DataInspection", FailureCategory.USER),
-        ("InvalidURL", FailureCategory.USER),
+        ("InvalidURL", FailureCategory.REQUEST),  # the bot's hosted input link
+        ("InvalidParameter", FailureCategory.REQUEST),
         ("InternalError.Algo", FailureCategory.TRANSIENT),
         ("Throttling.AllocationQuota", FailureCategory.TRANSIENT),
         ("Arrearage", FailureCategory.CONFIG),
@@ -143,7 +144,7 @@ async def test_expired_task_is_unknown_and_fails(
     assert status.state is TaskState.FAILED
     assert status.failure is not None
     assert status.failure.code == "task_expired"
-    assert status.failure.category is FailureCategory.TRANSIENT
+    assert status.failure.category is FailureCategory.GONE  # never replaced
 
 
 async def test_cancelled_task(provider: DashscopeProvider, fake: FakeDashscope) -> None:
@@ -159,11 +160,10 @@ async def test_cancelled_task(provider: DashscopeProvider, fake: FakeDashscope) 
     [
         (400, "Arrearage", FailureCategory.CONFIG),  # billing, although HTTP 400
         (400, "DataInspectionFailed", FailureCategory.USER),
-        (400, "InvalidParameter", FailureCategory.USER),
+        (400, "InvalidParameter", FailureCategory.REQUEST),
         (401, "InvalidApiKey", FailureCategory.CONFIG),
         (403, "AccessDenied.Unpurchased", FailureCategory.CONFIG),
         (429, "Throttling.RateQuota", FailureCategory.TRANSIENT),
-        (500, "InternalError", FailureCategory.TRANSIENT),
     ],
 )
 async def test_submit_error_codes(
@@ -218,3 +218,18 @@ def test_wire_model_reads_partial_results_verbatim() -> None:
     assert reply.output.task_metrics is not None
     assert reply.output.task_metrics.total == 2
     assert reply.output.results[1].code == "InternalError.Timeout"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.http(500, code="InternalError"), Fault.html(502), Fault.html(400)],
+    ids=["500-envelope", "html-502", "html-400"],
+)
+async def test_submit_without_proof_of_refusal_is_uncertain(
+    provider: DashscopeProvider, fake: FakeDashscope, fault: Fault
+) -> None:
+    # A 5xx, even in DashScope's own shape, or a 4xx without it: the task may exist.
+    fake.script_submit_fault(fault)
+    with pytest.raises(SubmitUncertain):
+        await provider.submit(T2I)
+    assert len(fake.requests_for("submit")) == 1

@@ -90,7 +90,8 @@ async def test_negative_prompt_and_third_image_are_refused_before_sending(
     ):
         with pytest.raises(ProviderError) as caught:
             await provider.submit(request)
-        assert caught.value.category is FailureCategory.USER
+        # Validation refuses these in the user's words first: reaching here is the bot's.
+        assert caught.value.category is FailureCategory.REQUEST
     assert fake.requests == []
 
 
@@ -113,7 +114,7 @@ async def test_progress_eta_and_results(provider: EvolinkProvider, fake: FakeEvo
     ("code", "category"),
     [
         ("content_policy_violation", FailureCategory.USER),
-        ("invalid_parameters", FailureCategory.USER),
+        ("invalid_parameters", FailureCategory.REQUEST),  # the bot builds the parameters
         ("image_processing_error", FailureCategory.USER),
         ("image_dimension_mismatch", FailureCategory.USER),
         ("generation_failed_no_content", FailureCategory.TRANSIENT),
@@ -151,9 +152,9 @@ async def test_cancelled_task(provider: EvolinkProvider, fake: FakeEvolink) -> N
         (402, None, FailureCategory.CONFIG, "insufficient_quota"),
         (403, None, FailureCategory.CONFIG, "model_access_denied"),
         (400, "content_policy_violation", FailureCategory.USER, "content_policy_violation"),
-        (400, 400, FailureCategory.USER, "400"),  # integer code: the status decides
+        (400, 400, FailureCategory.REQUEST, "400"),  # integer code: the status decides
+        (400, None, FailureCategory.REQUEST, "invalid_request"),
         (429, None, FailureCategory.TRANSIENT, "rate_limit_exceeded"),
-        (500, None, FailureCategory.TRANSIENT, "internal_error"),
     ],
 )
 async def test_submit_http_errors(
@@ -172,8 +173,16 @@ async def test_submit_http_errors(
     assert len(fake.requests_for("submit")) == 1
 
 
-async def test_submit_timeout_is_uncertain(provider: EvolinkProvider, fake: FakeEvolink) -> None:
-    fake.script_submit_fault(Fault.hang())
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.hang(), Fault.http(500), Fault.html(502), Fault.http(503), Fault.html(401)],
+    ids=["hang", "500", "html-502", "503", "html-401"],
+)
+async def test_submit_without_proof_of_refusal_is_uncertain(
+    provider: EvolinkProvider, fake: FakeEvolink, fault: Fault
+) -> None:
+    # 5xx, or a 4xx without EvoLink's own error body: the task may exist; never resent.
+    fake.script_submit_fault(fault)
     with pytest.raises(SubmitUncertain):
         await provider.submit(T2I)
     assert len(fake.requests_for("submit")) == 1
@@ -194,6 +203,7 @@ async def test_unknown_task_fails(provider: EvolinkProvider, fake: FakeEvolink) 
     fake.expire(handle.task_id)
     status = await provider.status(handle.task_id)
     assert status.failure is not None and status.failure.code == "task_not_found"
+    assert status.failure.category is FailureCategory.GONE  # never replaced
 
 
 async def test_credits(provider: EvolinkProvider, fake: FakeEvolink) -> None:

@@ -1,4 +1,4 @@
-"""SqliteQuotaAdmin: usage reports, settings, server reports, guild config."""
+"""QuotaAdmin on both backends: usage reports, settings, server reports, guild config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from bot.core.clock import FakeClock
 from bot.core.errors import ValidationFailed
 from bot.core.models import GuildConfig, JobState, Period
-from storage.db import Database
+from tests.store_backends import Backend
 from tests.test_job_store import admin_for, make_job, store_for
 
 
@@ -26,10 +26,10 @@ def ts(*args: int) -> float:
     ],
 )
 async def test_usage_report_and_resets_at(
-    db: Database, clock: FakeClock, period: Period, resets_at: float
+    backend: Backend, clock: FakeClock, period: Period, resets_at: float
 ) -> None:
-    store = store_for(db, clock)
-    admin = admin_for(db, clock)
+    store = store_for(backend, clock)
+    admin = admin_for(backend, clock)
     await admin.set_server_default("g1", 10, period)
     done = await store.admit(make_job(clock, count=4))
     await store.admit(make_job(clock, count=2))  # still in flight
@@ -43,30 +43,30 @@ async def test_usage_report_and_resets_at(
     assert (report.server_budget, report.server_used) == (None, 5)
 
 
-async def test_usage_of_a_user_who_never_asked(db: Database, clock: FakeClock) -> None:
-    admin = admin_for(db, clock, default_limit=25)
+async def test_usage_of_a_user_who_never_asked(backend: Backend, clock: FakeClock) -> None:
+    admin = admin_for(backend, clock, default_limit=25)
     report = await admin.usage("g9", "nobody")
     assert (report.used, report.in_flight, report.limit, report.remaining) == (0, 0, 25, 25)
     assert report.period is Period.DAY
 
 
-async def test_settings_are_validated(db: Database, clock: FakeClock) -> None:
-    admin = admin_for(db, clock)
+async def test_settings_are_validated(backend: Backend, clock: FakeClock) -> None:
+    admin = admin_for(backend, clock)
     with pytest.raises(ValidationFailed):
         await admin.set_user_limit("g1", "u1", -1)
     with pytest.raises(ValidationFailed):
         await admin.set_server_budget("g1", -5)
     with pytest.raises(ValidationFailed):
         await admin.grant("g1", "u1", 0, granted_by="mod")
-    row = await db.fetchone(
+    row = await backend.fetchone(
         "SELECT (SELECT COUNT(*) FROM quota_limits) + (SELECT COUNT(*) FROM server_budgets)"
         " + (SELECT COUNT(*) FROM grants)"
     )
     assert row is not None and row[0] == 0
 
 
-async def test_limits_replace_and_keep_their_period(db: Database, clock: FakeClock) -> None:
-    admin = admin_for(db, clock)
+async def test_limits_replace_and_keep_their_period(backend: Backend, clock: FakeClock) -> None:
+    admin = admin_for(backend, clock)
     await admin.set_server_default("g1", 50, Period.MONTH)
     await admin.set_user_limit("g1", "u1", 3, Period.DAY)
     await admin.set_user_limit("g1", "u1", 7)  # replaces; no period: the server's
@@ -80,9 +80,11 @@ async def test_limits_replace_and_keep_their_period(db: Database, clock: FakeClo
     assert (report.limit, report.period) == (5, Period.DAY)
 
 
-async def test_server_report_counts_charged_images_and_cost(db: Database, clock: FakeClock) -> None:
-    store = store_for(db, clock)
-    admin = admin_for(db, clock)  # 0.03 USD per image
+async def test_server_report_counts_charged_images_and_cost(
+    backend: Backend, clock: FakeClock
+) -> None:
+    store = store_for(backend, clock)
+    admin = admin_for(backend, clock)  # 0.03 USD per image
     await admin.set_server_budget("g1", 100)
     a = await store.admit(make_job(clock, user="a", count=4))
     b = await store.admit(make_job(clock, user="b", count=2))
@@ -105,8 +107,8 @@ async def test_server_report_counts_charged_images_and_cost(db: Database, clock:
     assert (december.images, december.users) == (0, [])
 
 
-async def test_guild_config_round_trip(db: Database, clock: FakeClock) -> None:
-    admin = admin_for(db, clock)
+async def test_guild_config_round_trip(backend: Backend, clock: FakeClock) -> None:
+    admin = admin_for(backend, clock)
     assert await admin.guild_config("g1") == GuildConfig(guild_id="g1")
     config = GuildConfig(
         guild_id="g1",

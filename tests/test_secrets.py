@@ -105,12 +105,12 @@ async def session(world: World) -> None:
     for name, options in [("jobs", {}), ("show", {"job_id": job.id})]:
         interaction = await fake.slash(name, alice, options)
         await fake.wait_callback(interaction)
-    # A provider that echoes the key in its error body (user-input class and key class).
+    # A provider that echoes the key in its error body (request class and key class).
     echo = f"Incorrect API key provided: {API_KEY}. Authorization: Bearer {API_KEY}"
     apixo.script_submit_fault(Fault.http(400, message=echo))
     refused = await imagine(world, alice, "echo 400")
     assert (await world.drive(lambda: settled_job(world, refused))).error_kind is (
-        ErrorKind.USER_INPUT
+        ErrorKind.PROVIDER_CONFIG  # APIXO's 400 is the bot's malformed request
     )
     apixo.script_submit_fault(Fault.http(401, message=echo))
     denied = await imagine(world, alice, "echo 401")

@@ -7,6 +7,7 @@ import pytest
 from bot.core.errors import ValidationFailed
 from bot.core.models import Capabilities, ImageRef, Mode
 from bot.core.validation import check_options
+from bot.core.validation.options import clean_text
 
 T2I = ["1:1", "3:4", "4:3", "9:16", "16:9"]
 APIXO = Capabilities(
@@ -131,3 +132,70 @@ def test_every_problem_is_reported_at_once() -> None:
     # the exception's own message (shown by front ends) carries them all
     assert "the prompt is empty" in caught.value.message
     assert "the image count must be 1-4; got 0" in caught.value.message
+
+
+# --- invisible and control characters (nothing is paid for an empty request) -------
+
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u3000\u00a0\u2028"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        INVISIBLE,
+        "\u200b",
+        " \ufeff ",
+        "\x00\x00",
+        "\x1b\x07\x7f",
+        "\u200b\n\u2060\t\u200d",
+        # default-ignorable marks and letters: combining grapheme joiner, variation
+        # selectors, Hangul fillers (found in review: these were paid for)
+        "\u200b\u034f\u200b",
+        "\ufe0f",
+        "\u3164 \u115f\u1160",
+        "\U000e0101\u180b",
+    ],
+)
+def test_a_prompt_of_invisible_characters_is_empty(prompt: str) -> None:
+    assert problems_of(prompt, None, None, None, 0, APIXO) == [
+        "the prompt is empty; describe the image you want"
+    ]
+
+
+def test_controls_and_nul_are_removed_from_both_prompts() -> None:
+    checked = check_options(
+        "\ufeff a\x00 red\nfox\tin\r\nsnow\x1b \u200b", "blur\x00ry\n", None, None, 0, APIXO
+    )
+    assert checked.prompt == "a red fox in snow"
+    assert checked.negative_prompt == "blurry"
+    assert check_options("fox", "\u200b\x00", None, None, 0, APIXO).negative_prompt is None
+
+
+@pytest.mark.parametrize(
+    ("given", "cleaned"),
+    [
+        ("a cat", "a cat"),
+        (
+            "family 👨\u200d👩\u200d👧 portrait",
+            "family 👨\u200d👩\u200d👧 portrait",
+        ),  # joiners kept
+        ("می\u200cخواهم", "می\u200cخواهم"),  # ZWNJ inside Persian words kept
+        ("a\u202eevil\u202c sign", "aevil sign"),  # bidi overrides would mislead readers
+        ("lone \ud800surrogate", "lone surrogate"),
+        ("東京\u3000夜景", "東京\u3000夜景"),  # an ideographic space inside stays
+        ("a  b \n\n c", "a b c"),
+        ("\u2060\u200bword\u200b\u2060", "word"),
+        ("a red heart \u2764\ufe0f", "a red heart \u2764\ufe0f"),  # VS16 beside text stays
+        (None, ""),
+    ],
+)
+def test_clean_text(given: str | None, cleaned: str) -> None:
+    assert clean_text(given) == cleaned
+
+
+def test_prompt_length_counts_the_cleaned_text() -> None:
+    caps = APIXO.model_copy(update={"max_prompt_chars": 6})
+    assert check_options("ab\x00\x00\x00\n\ncd\x07", None, None, None, 0, caps).prompt == "ab cd"
+    assert problems_of("ab\x00 cdefg", None, None, None, 0, caps) == [
+        "the prompt is 8 characters; the limit is 6"
+    ]

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.console.delivery import ConsoleDelivery
+from bot.console.delivery import ConsoleDelivery, output_problem
 from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
 from bot.console.session import ConsoleSession
 from bot.console.stdin import LineReader
@@ -91,13 +91,21 @@ async def serve_console(
             return 0
         if isinstance(first, Stopped):
             return 0
-    out.write(banner(settings))
-    out.flush()
+    if problem := await asyncio.to_thread(output_problem, settings.output_dir):
+        out.write(f"wanbot: {problem}; set OUTPUT_DIR to a folder you can write to.\n")
+        out.flush()
+        return 2
     emit = make_emit(out, reader, interactive)
 
     delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
-    async with open_runtime(settings, delivery, runtime_factory) as rt:
-        session = ConsoleSession(core_parts(rt), delivery, emit)
+    # The banner comes once the runtime holds the database: a second console on it
+    # ends with one line (storage.lock.DatabaseInUse), not a welcome then an error.
+    async with open_runtime(settings, delivery, runtime_factory, alert_line=emit) as rt:
+        out.write(banner(settings))
+        out.flush()
+        session = ConsoleSession(
+            core_parts(rt), delivery, emit, clear=_clear_screen(out) if interactive else None
+        )
         line = first if isinstance(first, str) else await unless_stopped(stop, reader.readline())
         while True:
             if isinstance(line, Stopped) or stop.is_set():
@@ -113,6 +121,14 @@ async def serve_console(
                 await _leave(session, emit, "Bye.")
                 return 0
             line = await unless_stopped(stop, reader.readline())
+
+
+def _clear_screen(out: TextIO) -> Callable[[], None]:
+    def clear() -> None:
+        out.write("\x1b[H\x1b[2J")  # cursor home, erase the screen
+        out.flush()
+
+    return clear
 
 
 async def _finish_script(

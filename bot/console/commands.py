@@ -10,6 +10,11 @@ Words belong to the prompt unless an option took them: `--negative`/`negative:`
 take every word up to the next option, the other options take one value.
 Double quotes group words (`--image "my cat.png"`); they are kept inside the
 prompt, where they often mean text to draw.
+
+A word that looks like an option but is none (`--aspcet`, `aspcet:16:9`) is
+refused with the closest real one rather than sent, and paid for, as part of the
+prompt. Text that must start with dashes goes after a lone `--` (everything after
+it is prompt text) or in double quotes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.console.hints import closest, unknown_option_text
 from bot.core.models import Period
 
 LOCAL_USER = "local"
@@ -35,9 +41,11 @@ Commands (Discord-style key:value options work too, e.g. /imagine prompt:a cat c
   /quota report                          this month's images and cost per user
   /jobs                                  your recent jobs
   /cancel JOB_ID                         stop a queued or running job
-  /help   /quit
+  /clear                                 clear the screen
+  /help   /quit                          (`help`, `clear`, `exit` and `quit` work without the slash)
 A line without a command is a prompt: typing `a red fox` is `/imagine a red fox`.
-USER defaults to you (`local`)."""
+Text that starts with dashes: put it after `--` (/imagine neon sign -- --open late--)
+or in double quotes. USER defaults to you (`local`)."""
 
 
 class CommandError(Exception):
@@ -87,6 +95,11 @@ class QuitCommand:
     pass
 
 
+@dataclass(frozen=True)
+class ClearCommand:
+    pass
+
+
 Command = (
     ImagineCommand
     | UsageCommand
@@ -95,6 +108,7 @@ Command = (
     | CancelCommand
     | HelpCommand
     | QuitCommand
+    | ClearCommand
 )
 
 QUOTA_ACTIONS = ("set", "clear", "grant", "block", "unblock", "default", "budget", "report")
@@ -161,6 +175,41 @@ def _option(token: Token) -> tuple[str | None, str | None]:
     return None, None
 
 
+# A lone `--` ends the options: every word after it is prompt text.
+END_OF_OPTIONS = "--"
+_FLAG_LIKE = re.compile(r"^(--[^\s=\-][^\s=]*|-[a-z])(=.*)?$", re.IGNORECASE | re.DOTALL)
+_KEYS = sorted({*_TEXT_OPTIONS, *_VALUE_OPTIONS})
+# For `key:value`, much closer: "note:" or "art:deco" inside a prompt are not typos.
+_KEY_CLOSE_ENOUGH = 0.82
+
+
+def _misspelt(token: Token) -> str | None:
+    """Why `token` is refused, when it looks like an option but is none."""
+    raw = token.raw
+    flag = _FLAG_LIKE.match(raw)
+    if flag:
+        name = flag.group(1)
+        text = unknown_option_text(name, _FLAGS)
+        if closest(name, _FLAGS) is None:
+            text += f"; the options are {_FLAG_LIST}"
+        return (
+            f"{text} (text that starts with dashes goes after `{END_OF_OPTIONS}` "
+            "or in double quotes)"
+        )
+    key = _KEY.match(raw)
+    if key and key.group(2) and not key.group(1).isdigit():
+        near = closest(key.group(1), _KEYS, cutoff=_KEY_CLOSE_ENOUGH)
+        if near:
+            return (
+                f"unknown option {key.group(1)}:; did you mean {near}:? "
+                f"(if it is prompt text, put it after `{END_OF_OPTIONS}` or in double quotes)"
+            )
+    return None
+
+
+_FLAG_LIST = "--negative, --aspect, -n/--count, --image"
+
+
 def _unquote_whole(text: str) -> str:
     """`"a cat"` -> `a cat`, but `a sign saying "OPEN"` stays as it is."""
     if len(text) >= 2 and text[0] == text[-1] == '"' and text.count('"') == 2:
@@ -176,9 +225,14 @@ def parse_imagine(tokens: list[Token]) -> ImagineCommand:
     current = "prompt"
     i = 0
     while i < len(tokens):
+        if tokens[i].raw == END_OF_OPTIONS:
+            words["prompt"] += [token.raw for token in tokens[i + 1 :]]
+            break
         name, inline = _option(tokens[i])
         i += 1
         if name is None:
+            if problem := _misspelt(tokens[i - 1]):
+                raise CommandError(problem)
             words[current].append(tokens[i - 1].raw)
             continue
         if name in words:
@@ -222,7 +276,12 @@ _EXAMPLES = {"aspect": "--aspect 16:9", "count": "-n 2", "image": "--image ./pho
 
 def parse_edit(tokens: list[Token]) -> ImagineCommand:
     """`/edit PATH prompt...`: the first word is the image unless given as an option."""
-    first_is_image = bool(tokens) and _option(tokens[0])[0] is None
+    first_is_image = (
+        bool(tokens)
+        and _option(tokens[0])[0] is None
+        and tokens[0].raw != END_OF_OPTIONS
+        and _misspelt(tokens[0]) is None
+    )
     command = parse_imagine(tokens[1:] if first_is_image else tokens)
     if first_is_image:
         command = ImagineCommand(
@@ -336,11 +395,19 @@ def parse_quota(tokens: list[Token]) -> QuotaCommand:
     return QuotaCommand(action=action, user_id=user_id)
 
 
+# Typed without the slash these are commands, never prompts: a paid image of the
+# word "exit" is nobody's intent. `/imagine exit` still draws it.
+_BARE_COMMANDS = {"exit": "quit", "quit": "quit", "help": "help", "clear": "clear"}
+
+
 def parse_command(line: str) -> Command | None:
     """One console line -> a command; None for a blank line. Raises CommandError."""
     text = line.strip()
     if not text:
         return None
+    bare = _BARE_COMMANDS.get(text.lower().rstrip("!."))
+    if bare is not None:
+        text = "/" + bare
     if not text.startswith("/"):
         return parse_imagine(tokenize(text))
     name, _, rest = text[1:].partition(" ")
@@ -364,4 +431,6 @@ def parse_command(line: str) -> Command | None:
         return HelpCommand()
     if name in ("quit", "exit", "q"):
         return QuitCommand()
+    if name in ("clear", "cls"):
+        return ClearCommand()
     raise CommandError(f"unknown command /{name}: type /help for the list")

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from bot.core.download import EXTENSIONS
-from bot.core.models import Job, ProgressUpdate, ResultImage, UserError
+from bot.core.models import (
+    ErrorKind,
+    Job,
+    PostedResults,
+    ProgressUpdate,
+    ResultImage,
+    UserError,
+)
 
 
 class ConsoleView(Protocol):
@@ -44,18 +53,61 @@ def result_path(output_dir: Path, job_id: str, number: int, content_type: str) -
     return output_dir / f"{job_id}_{number}.{EXTENSIONS.get(content_type, 'png')}"
 
 
-def _write_files(output_dir: Path, job_id: str, images: list[ResultImage]) -> list[Path]:
+class _Abandoned(Exception):
+    """The engine stopped waiting for this write (a stuck disk): it must not finish."""
+
+
+def _write_files(
+    output_dir: Path, job_id: str, images: list[ResultImage], abandoned: threading.Event
+) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
     for number, image in enumerate(images, start=1):
         path = result_path(output_dir, job_id, number, image.content_type)
         # Write then rename: a crash never leaves half an image under the final name,
         # and delivering the same job again just rewrites the same files.
         partial = path.with_name(path.name + ".part")
         partial.write_bytes(image.data)
+        if abandoned.is_set():
+            # Given up on (and maybe refunded): no image may appear late, for free.
+            for done in [partial, *paths]:
+                done.unlink(missing_ok=True)
+            raise _Abandoned(job_id)
         os.replace(partial, path)
         paths.append(path)
     return paths
+
+
+def _saved_files(output_dir: Path, job_id: str, count: int) -> list[Path] | None:
+    """All `count` result files of `job_id` (each is renamed into place whole), or None."""
+    paths = []
+    for number in range(1, count + 1):
+        found = [
+            path
+            for extension in dict.fromkeys(EXTENSIONS.values())
+            if (path := output_dir / f"{job_id}_{number}.{extension}").is_file()
+        ]
+        if not found:
+            return None
+        paths.append(found[0])
+    return paths
+
+
+def output_problem(folder: Path) -> str | None:
+    """Why images could not be saved in `folder`, or None when they can. Blocking: it
+    creates the folder if needed and writes (then removes) a probe file, the only
+    proof that counts (permissions, read-only mounts, /proc, a full disk)."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wanbot-probe-") as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return f"cannot save images in {folder}: {reason}"
+    return None
 
 
 _KEEP_OUTCOMES = 256
@@ -66,6 +118,7 @@ class ConsoleDelivery:
         self.output_dir = output_dir
         self._view = view
         self._outcomes: dict[str, asyncio.Future[Outcome]] = {}
+        self._slow: set[str] = set()  # jobs whose saving was given up on (engine timeout)
 
     def _future(self, job_id: str) -> asyncio.Future[Outcome]:
         future = self._outcomes.get(job_id)
@@ -99,11 +152,46 @@ class ConsoleDelivery:
     async def deliver(
         self, job: Job, images: list[ResultImage], notes: list[str]
     ) -> dict[str, Any]:
-        paths = await asyncio.to_thread(_write_files, self.output_dir, job.id, images)
+        abandoned = threading.Event()
+        try:
+            paths = await asyncio.to_thread(
+                _write_files, self.output_dir, job.id, images, abandoned
+            )
+        except asyncio.CancelledError:
+            # The engine gave up waiting (a stuck disk); the thread cannot be stopped, so
+            # it is told to drop what it writes. If the job fails for good, `fail` says why.
+            abandoned.set()
+            self._slow.add(job.id)
+            raise
+        self._slow.discard(job.id)
         self._view.saved(job, paths, notes)
         self._resolve(Outcome(job_id=job.id, paths=paths, notes=list(notes)))
         return {"files": [str(path) for path in paths]}
 
+    async def find_posted(self, job: Job) -> PostedResults | None:
+        """`PostLookup`: a job recovered in DELIVERING whose files were all saved before
+        the process stopped is done (its links may be dead by now); with some missing,
+        it is delivered again and the same files are rewritten."""
+        paths = await asyncio.to_thread(_saved_files, self.output_dir, job.id, job.request.count)
+        if paths is None:
+            return None
+        self._view.saved(job, paths, [])
+        self._resolve(Outcome(job_id=job.id, paths=paths))
+        return PostedResults(images=len(paths), delivery={"files": [str(p) for p in paths]})
+
     async def fail(self, job: Job, error: UserError) -> None:
+        slow = job.id in self._slow
+        self._slow.discard(job.id)
+        if slow and error.kind is ErrorKind.INTERNAL:
+            error = error.model_copy(
+                update={
+                    "code": "save_timeout",
+                    "message": (
+                        f"The images did not finish saving in {self.output_dir} in time (a "
+                        "slow or stuck disk?), even after retries. You were not charged. "
+                        "Please try again."
+                    ),
+                }
+            )
         self._view.failed(job, error)
         self._resolve(Outcome(job_id=job.id, error=error))

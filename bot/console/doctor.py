@@ -8,8 +8,10 @@ prints OK, FAIL (with the fix) or SKIP. Secrets are never printed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sqlite3
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,21 +19,23 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from bot.console.delivery import output_problem
 from bot.core.clock import SystemClock
 from bot.core.download import SafeDownloader
 from bot.core.errors import ProviderError
 from bot.core.http import call_timeout, make_http_session
 from bot.core.ports import ImageProvider
+from bot.discord.portal import DISCORD_API, PORTAL, RESET_TOKEN, TOKEN_REJECTED
 from bot.runtime import build_settings_provider
 from bot.settings import ProviderName, Settings
-from storage.db import Database, load_migrations
+from storage.backup import read_only_uri
+from storage.db import load_migrations
+from storage.lock import current_holder
 
-DISCORD_API = "https://discord.com/api/v10"
 # Application flags: the Message Content intent is on (LIMITED: for bots in < 100 servers).
 GATEWAY_MESSAGE_CONTENT = 1 << 18
 GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
 _TIMEOUT_SECONDS = 20.0
-_PORTAL = "https://discord.com/developers/applications"
 
 
 @dataclass(frozen=True)
@@ -91,66 +95,75 @@ def check_settings(settings: Settings) -> list[Check]:
     return checks
 
 
-def _probe_writable(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".wanbot-doctor-"):
-        pass
-
-
 async def check_output_dir(folder: Path) -> Check:
-    try:
-        await asyncio.to_thread(_probe_writable, folder)
-    except OSError as exc:
+    # The same check `console` and `generate` make before anything is sent.
+    if problem := await asyncio.to_thread(output_problem, folder):
         return fail(
-            "output",
-            f"cannot write to {folder}: {exc.strerror or exc}",
-            "set OUTPUT_DIR to a folder you can write to, or fix its permissions",
+            "output", problem, "set OUTPUT_DIR to a folder you can write to, or fix its permissions"
         )
     return ok("output", f"images are saved in {folder}")
 
 
-class _RollBack(Exception):
-    pass
-
-
 async def check_database(path: Path) -> Check:
+    """Reads only: opened read-only, never migrated, the process lock not taken (a
+    running bot keeps its database; the doctor may look while it runs)."""
+    return await asyncio.to_thread(_inspect_database, path)
+
+
+def _inspect_database(path: Path) -> Check:
     latest = len(load_migrations())
-    db = Database(path)
+    holder = current_holder(path)
+    in_use = ""
+    if holder is not None:
+        in_use = f"; in use by wanbot (PID {holder.pid})" if holder.pid else "; in use"
+    if not path.exists():
+        folder = _nearest_existing(path.parent)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return fail(
+                "database",
+                f"{path} does not exist and cannot be created ({folder} is not writable)",
+                "check DATABASE_PATH and the folder's permissions",
+            )
+        return ok("database", f"{path} does not exist yet; the first start creates it")
     try:
-        await db.open()  # creates the file and applies pending migrations, as a start would
-        version = await db.user_version()
-        if version > latest:
-            return fail(
-                "database",
-                f"{path} has schema version {version}, newer than this wanbot knows ({latest})",
-                "upgrade wanbot, or point DATABASE_PATH at another file",
-            )
-        row = await db.fetchone("PRAGMA quick_check")
-        if row is None or row[0] != "ok":
-            return fail(
-                "database",
-                f"{path} is damaged ({row[0] if row else 'no answer'})",
-                "restore it from a backup, or move it away to start a new one",
-            )
-        try:
-            # Prove a write works (disk space, permissions, locks), then undo it.
-            async with db.transaction() as conn:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('doctor', 'probe')"
+        uri = read_only_uri(path.resolve())
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > latest:
+                return fail(
+                    "database",
+                    f"{path} has schema version {version}, newer than this wanbot knows ({latest})",
+                    "upgrade wanbot, or point DATABASE_PATH at another file",
                 )
-                raise _RollBack
-        except _RollBack:
-            pass
-    except Exception as exc:  # sqlite3 and OS errors alike: report, do not crash
+            row = conn.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:  # not a database, unreadable, locked...
         return fail(
             "database",
             f"cannot use {path}: {exc}",
             "check DATABASE_PATH, the folder's permissions and free disk space; "
             "is another program holding a lock on it?",
         )
-    finally:
-        await db.close()
-    return ok("database", f"{path} opens, schema version {version} (current), writable")
+    if row is None or row[0] != "ok":
+        return fail(
+            "database",
+            f"{path} is damaged ({row[0] if row else 'no answer'})",
+            "restore it from a backup, or move it away to start a new one",
+        )
+    # The file and its folder (for the -wal and -shm files) must be writable for a start.
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        return fail(
+            "database",
+            f"{path} can be read but not written",
+            "give the user running wanbot write access to the file and its folder",
+        )
+    schema = "current" if version == latest else f"the next start upgrades it to {latest}"
+    return ok("database", f"{path} opens, schema version {version} ({schema}), writable{in_use}")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 # --- provider ---------------------------------------------------------------
@@ -259,14 +272,10 @@ async def check_discord(settings: Settings, session: aiohttp.ClientSession) -> l
         return [skip("discord", "DISCORD_TOKEN not set: `wanbot run` starts the console")]
     token = settings.discord_token.get_secret_value()
     base = settings.discord_api_base_url or DISCORD_API
-    reset = (
-        f"reset the token at {_PORTAL} -> your app -> Bot -> Reset Token, "
-        "and put the new one in DISCORD_TOKEN"
-    )
     try:
         status, me = await _discord_get(session, base, "/users/@me", token)
         if status == 401:
-            return [fail("discord", "Discord refused DISCORD_TOKEN (401 Unauthorized)", reset)]
+            return [fail("discord", TOKEN_REJECTED, RESET_TOKEN)]
         if status != 200 or not isinstance(me, dict):
             return [
                 fail(
@@ -306,7 +315,7 @@ def _check_intents(flags: int) -> Check:
     return fail(
         "intents",
         "the Message Content intent is off: replying to an image to edit it cannot work",
-        f"{_PORTAL} -> your app -> Bot -> Privileged Gateway Intents -> "
+        f"{PORTAL} -> your app -> Bot -> Privileged Gateway Intents -> "
         "enable MESSAGE CONTENT INTENT, then save",
     )
 
@@ -348,7 +357,12 @@ async def doctor(settings: Settings, out: TextIO, build_provider: ProviderFactor
 
     report(*check_settings(settings))
     report(await check_output_dir(settings.output_dir))
-    report(await check_database(settings.database_path))
+    if settings.database_url is not None:
+        from bot.console.doctor_pg import check_postgres
+
+        report(await check_postgres(settings.database_url.get_secret_value()))
+    else:
+        report(await check_database(settings.database_path))
     async with make_http_session() as session:
         if settings.effective_provider() is ProviderName.MOCK:
             report(skip("provider", "mock provider: no key to check"))

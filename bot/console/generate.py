@@ -15,14 +15,16 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from bot.cli import EXIT_READER_GONE
 from bot.console.commands import ImagineCommand
-from bot.console.delivery import ConsoleDelivery
+from bot.console.delivery import ConsoleDelivery, output_problem
 from bot.console.render import upload_failure_text
 from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
 from bot.console.session import LOCAL_REQUESTER, prepare
 from bot.console.views import ShellView
 from bot.console.waiting import Stopped, unless_stopped, wait_settled
 from bot.core.errors import ProviderError, QuotaDenied, ValidationFailed, WanbotError
+from bot.core.validation import InputFetchFailed
 from bot.lifecycle import run_until_stopped
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -52,10 +54,17 @@ async def generate(
     command = command_from_args(args)
     output_dir = Path(args.out) if args.out else settings.output_dir
     view = ShellView(out, err, tty=err.isatty())
+    # Before anything is opened or sent: a result that cannot be saved is paid for all the same.
+    if problem := await asyncio.to_thread(output_problem, output_dir):
+        view.say(f"wanbot: cannot generate: {problem}; nothing was sent or charged.")
+        return EXIT_INVALID
     delivery = ConsoleDelivery(output_dir, view)
-    async with open_runtime(settings, delivery, runtime_factory) as rt:
+    async with open_runtime(settings, delivery, runtime_factory, alert_line=view.say) as rt:
         try:
             prepared = await unless_stopped(stop, prepare(core_parts(rt), command))
+        except InputFetchFailed as exc:  # nothing wrong with the input: it may work later
+            view.say("wanbot: cannot generate: " + "; ".join(exc.problems))
+            return EXIT_FAILED
         except ValidationFailed as exc:
             view.say("wanbot: cannot generate: " + "; ".join(exc.problems))
             return EXIT_INVALID
@@ -85,6 +94,8 @@ async def generate(
                 await asyncio.wait_for(delivery.wait(job.id), _CANCEL_REPORT_SECONDS)
             return EXIT_FAILED
         await wait_settled(rt.jobs, job.id)
+        if outcome.ok and view.results_unread:
+            return EXIT_READER_GONE  # saved, but nobody read where
         return EXIT_OK if outcome.ok else EXIT_FAILED
 
 

@@ -7,6 +7,7 @@ from bot.core.errors import ProviderError
 from bot.core.models import (
     ErrorKind,
     FailureCategory,
+    GenerationRequest,
     Job,
     JobState,
     ProgressUpdate,
@@ -25,17 +26,43 @@ _OPERATOR_HINT = {
 }
 
 
-def failure_text(error: UserError) -> str:
-    """The engine's message, a hint for the operator, and that nothing was charged."""
+def failure_text(error: UserError, retry_command: str | None = None) -> str:
+    """The engine's message (it says once that nothing was charged), a hint for the
+    operator, and how to try again when the failure offers it."""
     message = error.message.strip()
     parts = [message if message.endswith((".", "!", "?")) else message + "."]
-    if error.job_id is not None and "not charged" not in error.message:
+    if error.job_id is not None and "charged" not in message.lower():
         # A failed job delivered nothing, and failed images are never charged.
         parts.append(NOT_CHARGED)
     hint = _OPERATOR_HINT.get(error.kind)
     if hint:
         parts.append(hint)
+    text = " ".join(parts)
+    if error.retry:
+        again = f"`{retry_command}`" if retry_command else "the same command"
+        text += f"\nTo try again as a new job, enter {again}."
+    return text
+
+
+def retry_command(request: GenerationRequest) -> str | None:
+    """The /imagine line that asks for `request` again; None when no line can say it
+    exactly (input images were hosted for this job; a prompt with double quotes)."""
+    texts = [request.prompt, request.negative_prompt or ""]
+    if request.images or any('"' in text for text in texts):
+        return None
+    parts = ["/imagine", _quoted(request.prompt)]
+    if request.negative_prompt:
+        parts += ["--negative", _quoted(request.negative_prompt)]
+    if request.aspect_ratio != "1:1":
+        parts += ["--aspect", request.aspect_ratio]
+    if request.count != 1:
+        parts += ["-n", str(request.count)]
     return " ".join(parts)
+
+
+def _quoted(text: str) -> str:
+    # Quoted, option-like words in the prompt stay prompt words.
+    return '"' + " ".join(text.split()) + '"'
 
 
 def upload_failure_text(provider: str, exc: ProviderError) -> str:
@@ -44,6 +71,13 @@ def upload_failure_text(provider: str, exc: ProviderError) -> str:
     detail = exc.message or exc.code
     if exc.category is FailureCategory.USER:
         return f"{provider} refused the input image: {detail}. Nothing was charged."
+    if exc.category in (FailureCategory.CONFIG, FailureCategory.REQUEST):
+        # The bot's key, balance or request (docs/providers.md): waiting will not help.
+        return (
+            f"The input image could not be uploaded to {provider} ({detail}). This is a "
+            "problem with the bot's provider account or request, not with your image. "
+            f"{_OPERATOR_HINT[ErrorKind.PROVIDER_CONFIG]} Nothing was charged."
+        )
     return (
         f"The input image could not be uploaded to {provider} ({detail}); "
         "please try again later. Nothing was charged."
@@ -70,6 +104,8 @@ def progress_words(update: ProgressUpdate) -> str:
         text += f" (position {update.queue_position})"
     if update.eta_seconds is not None and update.eta_seconds > 0:
         text += f", ~{duration(update.eta_seconds)} left"
+    if update.note:
+        text += f" ({update.note.rstrip('.')})"
     return text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -11,6 +12,7 @@ from bot.console.commands import (
     HELP,
     LOCAL_USER,
     CancelCommand,
+    ClearCommand,
     Command,
     CommandError,
     HelpCommand,
@@ -21,7 +23,7 @@ from bot.console.commands import (
     UsageCommand,
     parse_command,
 )
-from bot.console.delivery import ConsoleDelivery
+from bot.console.delivery import ConsoleDelivery, output_problem
 from bot.console.hosting import LocalImageHost
 from bot.console.inputs import PreparedRequest, prepare_request
 from bot.console.render import (
@@ -33,10 +35,11 @@ from bot.console.render import (
 from bot.console.waiting import wait_settled
 from bot.core.clock import Clock
 from bot.core.errors import ProviderError, QuotaDenied, ValidationFailed, WanbotError
-from bot.core.models import Requester
+from bot.core.models import Requester, ServerReport
 from bot.core.ports import ImageProvider, JobService, JobStore, QuotaAdmin
 from bot.core.quota import quota_scope
 from bot.core.validation import Fetcher
+from bot.reports.chart import save_spend_chart
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +81,17 @@ async def prepare(core: CoreParts, command: ImagineCommand) -> PreparedRequest:
 
 class ConsoleSession:
     def __init__(
-        self, core: CoreParts, delivery: ConsoleDelivery, emit: Callable[[str], None]
+        self,
+        core: CoreParts,
+        delivery: ConsoleDelivery,
+        emit: Callable[[str], None],
+        *,
+        clear: Callable[[], None] | None = None,
     ) -> None:
         self._core = core
         self._delivery = delivery
         self._emit = emit
+        self._clear = clear  # None: not a terminal, nothing to clear
         self.submitted: list[str] = []  # job ids started in this session
 
     async def handle_line(self, line: str) -> bool:
@@ -130,8 +139,15 @@ class ConsoleSession:
                 self._emit(f"[{job.id}] cancelling...")
         elif isinstance(command, HelpCommand):
             self._emit(HELP)
+        elif isinstance(command, ClearCommand) and self._clear is not None:
+            self._clear()
 
     async def imagine(self, command: ImagineCommand) -> None:
+        # Checked again for each job: the folder may have gone since the start, and an
+        # image that cannot be saved is paid for all the same.
+        if problem := await asyncio.to_thread(output_problem, self._delivery.output_dir):
+            self._emit(f"Cannot do that: {problem}; nothing was sent or charged.")
+            return
         prepared = await prepare(self._core, command)
         job = await self._core.engine.submit(LOCAL_REQUESTER, prepared.request)
         self.submitted.append(job.id)
@@ -170,7 +186,22 @@ class ConsoleSession:
                 "No monthly budget." if amount is None else f"Budget: {amount} images per month."
             )
         elif action == "report":
-            self._emit(server_report_text(await quotas.server_report(SCOPE)))
+            report = await quotas.server_report(SCOPE)
+            self._emit(server_report_text(report))
+            self._emit(await self._chart(report))
+
+    async def _chart(self, report: ServerReport) -> str:
+        try:
+            path = await save_spend_chart(
+                report,
+                self._delivery.output_dir,
+                now=self._core.clock.now(),
+                executor=self._core.image_executor,
+            )
+        except Exception as exc:  # the numbers above matter more than the picture
+            log.warning("could not draw the spend chart", exc_info=True)
+            return f"(no chart: {type(exc).__name__})"
+        return f"Chart: {path}"
 
     async def unfinished(self) -> list[str]:
         """Console jobs not ended yet: this session's, and those resumed from an earlier run."""

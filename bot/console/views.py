@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from bot.console.render import failure_text, progress_bar, progress_words
+from bot.console.render import failure_text, progress_bar, progress_words, retry_command
 from bot.core.models import Job, ProgressUpdate, UserError
 
 
@@ -51,7 +51,7 @@ class ChatView:
 
     def failed(self, job: Job, error: UserError) -> None:
         self._throttle.forget(job.id)
-        self._emit(f"[{job.id}] {failure_text(error)}")
+        self._emit(f"[{job.id}] {failure_text(error, retry_command(job.request))}")
 
 
 class ShellView:
@@ -65,6 +65,7 @@ class ShellView:
         self._bar_width = 0  # characters of the bar on screen, 0 when none
         self._throttle = ProgressThrottle()
         self._tracked: set[str] = set()
+        self.results_unread = False  # stdout's reader left: the paths could not be printed
 
     def track(self, job_id: str) -> None:
         """Paths of tracked jobs go to stdout; other jobs (resumed from an earlier
@@ -101,9 +102,16 @@ class ShellView:
             return
         for note in notes:
             self.say(f"note: {note}")
-        for path in paths:
-            self._results.write(f"{path}\n")
-        self._results.flush()
+        if self.results_unread:
+            return
+        try:
+            for path in paths:
+                self._results.write(f"{path}\n")
+            self._results.flush()
+        except BrokenPipeError:
+            # The reader left (`| true`): the images are saved, and paid for, all the
+            # same; a line nobody reads must not fail the job.
+            self.results_unread = True
 
     def failed(self, job: Job, error: UserError) -> None:
         if job.id not in self._tracked:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from bot.core import retry
 from bot.core.ports import JobStore
 
 T = TypeVar("T")
@@ -19,18 +20,12 @@ STOPPED = Stopped()
 
 
 async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | Stopped:
-    """`work`'s result, or STOPPED (with `work` cancelled) if `stop` is set first."""
-    task = asyncio.ensure_future(work)
-    stopper = asyncio.ensure_future(stop.wait())
-    both: list[asyncio.Future[Any]] = [task, stopper]
+    """`work`'s result, or STOPPED (with `work` cancelled) if `stop` is set first: the
+    core helper, with a sentinel in place of its exception for the console's loops."""
     try:
-        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    return STOPPED
+        return await retry.unless_stopped(work, stop)
+    except retry.Stopped:
+        return STOPPED
 
 
 _SETTLE_STEP_SECONDS = 0.01

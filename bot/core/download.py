@@ -6,6 +6,7 @@ Used for provider results and for users' input images. Rules:
 - every address the name resolves to must be public, unless the host (or IP) is listed
   exactly: a wildcard never opens the way to a private, loopback or link-local address;
 - the connection goes to the address that was checked (no second DNS lookup to rebind);
+  connections are kept alive and reused only for that same address (and TLS name);
 - redirects are followed by hand, each hop checked like the first;
 - the body is capped while streaming, the whole fetch has one deadline, and the bytes
   must be an image the providers accept (checked by magic bytes, not by headers).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -26,6 +27,8 @@ from bot.core.http import BodyTooLarge, call_timeout, read_capped
 from bot.core.validation.sniff import detect_format
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+HeadersFor = Callable[[URL], Mapping[str, str]]  # extra request headers for one hop
+CheckResponse = Callable[[aiohttp.ClientResponse], None]  # may raise DownloadError
 
 SUPPORTED_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
 EXTENSIONS = {
@@ -107,6 +110,8 @@ class SafeDownloader:
         *,
         resolver: Resolver | None = None,
         max_redirects: int = 3,
+        headers_for: HeadersFor | None = None,
+        check_response: CheckResponse | None = None,
     ) -> None:
         self._session = session
         self._exact: set[str] = set()
@@ -121,6 +126,10 @@ class SafeDownloader:
         self.timeout = timeout
         self._resolve = resolver or _system_resolver
         self._max_redirects = max_redirects
+        # Hooks for a platform's own rules (Slack: a bearer token only for its hosts,
+        # its HTML sign-in page refused); called per hop, so a redirect is re-judged.
+        self._headers_for = headers_for
+        self._check_response = check_response
 
     def host_allowed(self, host: str) -> bool:
         """Whether the allow-list admits this host name (addresses are checked on fetch)."""
@@ -152,7 +161,7 @@ class SafeDownloader:
             try:
                 async with self._session.get(
                     self._pinned(current, address),
-                    headers=_headers(current),
+                    headers=self._hop_headers(current),
                     server_hostname=current.host if current.scheme == "https" else None,
                     allow_redirects=False,
                     timeout=call_timeout(self.timeout, min(10.0, self.timeout)),
@@ -162,6 +171,8 @@ class SafeDownloader:
                         continue
                     if response.status != 200:
                         raise _status_error(response.status)
+                    if self._check_response is not None:
+                        self._check_response(response)
                     data = await read_capped(response, limit)
             except BodyTooLarge:
                 raise DownloadError(
@@ -176,6 +187,10 @@ class SafeDownloader:
             kind = (sniff_image_type(data) or "application/octet-stream") if any_type else None
             return Downloaded(data=data, content_type=kind or _image_type(data), url=str(current))
         raise DownloadError("the link redirects too many times", code="too_many_redirects")
+
+    def _hop_headers(self, url: URL) -> dict[str, str]:
+        extra = self._headers_for(url) if self._headers_for is not None else {}
+        return {**_headers(url), **extra}
 
     def _redirect_target(self, current: URL, response: aiohttp.ClientResponse) -> URL:
         location = response.headers.get("Location")
@@ -225,12 +240,11 @@ class SafeDownloader:
 
 
 def _headers(url: URL) -> dict[str, str]:
-    return {
-        "Host": url.host_port_subcomponent or "",
-        "Accept": "image/*",
-        # The connection goes to a pinned address: never let another host name reuse it.
-        "Connection": "close",
-    }
+    # Keep-alive is safe with pinned addresses: aiohttp pools connections by the
+    # address connected to (the one checked for this fetch) and, for TLS, by the name
+    # verified (server_hostname), so a pooled connection only serves a later fetch
+    # whose own checks led to the same address, and HTTPS never crosses host names.
+    return {"Host": url.host_port_subcomponent or "", "Accept": "image/*"}
 
 
 def _status_error(status: int) -> DownloadError:

@@ -50,12 +50,15 @@ class TaskState(StrEnum):
 
 
 class FailureCategory(StrEnum):
-    """Who can fix a failure. Decides retries and what the user is told."""
+    """Who can fix a failure. Decides retries and what the user is told; docs/providers.md
+    maps every documented provider status and code to one of these."""
 
-    USER = "user"  # prompt or image refused / invalid: tell the user, no retry
-    TRANSIENT = "transient"  # 429, 5xx, timeouts: retry with backoff
+    USER = "user"  # the user's prompt or image refused / unreadable: tell the user, no retry
+    TRANSIENT = "transient"  # 429, 5xx, timeouts: the provider's outage
     CONFIG = "config"  # 401/402/403: the bot's provider account; never blame the user
-    CANCELLED = "cancelled"
+    REQUEST = "request"  # the bot's own request was malformed: never blame the user
+    GONE = "gone"  # the provider no longer knows the task: never replaced automatically
+    CANCELLED = "cancelled"  # the provider cancelled the task (the bot never asks it to)
 
 
 class ErrorKind(StrEnum):
@@ -63,7 +66,7 @@ class ErrorKind(StrEnum):
 
     USER_INPUT = "user_input"  # the user's prompt or image
     QUOTA = "quota"  # the user's (or server's) quota or limits
-    PROVIDER_CONFIG = "provider_config"  # the bot's provider: billing, key, access
+    PROVIDER_CONFIG = "provider_config"  # the bot's request or setup: billing, key, access
     PROVIDER_OUTAGE = "provider_outage"  # the provider is failing or overloaded
     TIMEOUT = "timeout"  # the job's deadline passed
     CANCELLED = "cancelled"
@@ -131,6 +134,9 @@ class Capabilities(BaseModel):
     supports_callback: bool = False
     accepts_data_uri: bool = False
     price_per_image_usd: float = 0.0
+    # The provider documents that a failed task costs nothing, so one failed with a
+    # transient code may be replaced once; without that promise it never is.
+    failed_tasks_free: bool = False
 
     def aspect_ratios(self, mode: Mode) -> list[str]:
         return self.aspect_ratios_i2i if mode is Mode.IMAGE_TO_IMAGE else self.aspect_ratios_t2i
@@ -160,6 +166,9 @@ class Job(BaseModel):
     progress: int | None = None
     reserved: int = 0  # images reserved against the quota
     delivered: int = 0  # images delivered (and charged)
+    # USD per image when the job was admitted (set by the store; None before migration
+    # 0003): what its charge costs, whatever the price is now.
+    unit_price_usd: float | None = None
     result_urls: list[str] = Field(default_factory=list)
     error_kind: ErrorKind | None = None
     error_code: str | None = None
@@ -173,6 +182,7 @@ class Job(BaseModel):
     submitted_at: float | None = None
     finished_at: float | None = None
     deadline_at: float | None = None  # wall-clock seconds
+    task_attempts: int = 0  # provider tasks replaced after failing (at most once)
 
 
 class ProgressUpdate(BaseModel):
@@ -180,6 +190,7 @@ class ProgressUpdate(BaseModel):
     progress: int | None = None
     eta_seconds: float | None = None
     queue_position: int | None = None
+    note: str | None = None  # e.g. that a failed attempt is being retried at no cost
 
 
 class ResultImage(BaseModel):
@@ -197,9 +208,14 @@ class UserError(BaseModel):
     """What the user is told when a job (or request) fails."""
 
     kind: ErrorKind
-    message: str
+    message: str  # complete: says the cause and that nothing was charged, once
     code: str | None = None
     job_id: str | None = None
+    # The same request may be started again on the user's word (a Try again button):
+    # the failure left the bot unsure whether the provider started it, so it did not.
+    retry: bool = False
+    # Who can fix it, when the provider said (decides what the admins are told).
+    category: FailureCategory | None = None
 
 
 class Period(StrEnum):
@@ -232,6 +248,14 @@ class UsageRow(BaseModel):
     cost_usd: float
 
 
+class DayUsage(BaseModel):
+    """Images charged on one UTC day, and their cost (for the spend chart)."""
+
+    day: float  # the day's start, epoch seconds (UTC)
+    images: int
+    cost_usd: float
+
+
 class ServerReport(BaseModel):
     guild_id: str
     period_start: float
@@ -239,6 +263,7 @@ class ServerReport(BaseModel):
     cost_usd: float
     budget: int | None
     users: list[UsageRow]
+    days: list[DayUsage] = Field(default_factory=list)  # days with charges, in order
 
 
 class GuildConfig(BaseModel):
@@ -249,3 +274,30 @@ class GuildConfig(BaseModel):
     normalize_images: bool = True
     allowed_channel_ids: list[str] = Field(default_factory=list)  # empty: everywhere
     admin_exempt: bool = False
+    alerts_channel_id: str | None = None  # admin alerts go here; None: DM the owner
+
+
+class PostedResults(BaseModel):
+    """A job's results that a front end finds already posted (before a crash)."""
+
+    images: int  # images in the posts found: what the job is charged
+    delivery: dict[str, Any] = Field(default_factory=dict)  # merged into job.delivery
+
+
+class AlertCause(StrEnum):
+    """Why the server admins are told something (one message per cause, server, hour)."""
+
+    PROVIDER_SETUP = "provider_setup"  # billing, key or access
+    BOT_REQUEST = "bot_request"  # the provider cannot accept a request the bot built
+    PROVIDER_OUTAGE = "provider_outage"  # the provider failing for over 5 minutes
+    BUDGET_EXHAUSTED = "budget_exhausted"  # the server's monthly image budget is used up
+
+
+class AdminAlert(BaseModel):
+    """A fact for the admins of one server (None: the bot's operator, no server)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cause: AlertCause
+    guild_id: str | None
+    detail: str  # a sentence for the admins, no secrets

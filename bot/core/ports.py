@@ -10,12 +10,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from bot.core.models import (
+    AdminAlert,
     Capabilities,
     GenerationRequest,
     GuildConfig,
     Job,
     JobState,
     Period,
+    PostedResults,
     ProgressUpdate,
     Requester,
     ResultImage,
@@ -67,7 +69,9 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
-    async def find_by_task(self, provider: str, task_id: str) -> Job | None: ...
+    async def find_by_task(self, provider: str, task_id: str) -> Job | None:
+        """The active (not final) job that owns the provider's task, if any."""
+        ...
 
     async def transition(
         self, job_id: str, expected: Iterable[JobState], new_state: JobState, **fields: Any
@@ -115,6 +119,28 @@ class DeliveryPort(Protocol):
         ...
 
     async def fail(self, job: Job, error: UserError) -> None: ...
+
+
+# A key `deliver()` may put in its answer: how many images it actually posted (fewer or
+# more than it was given when it found an earlier post). The job is charged that.
+POSTED_IMAGES = "posted_images"
+
+
+class PostLookup(Protocol):
+    """Optional, next to `DeliveryPort`: find results posted before a crash. The engine
+    asks this first for a job recovered in DELIVERING, before downloading anything."""
+
+    async def find_posted(self, job: Job) -> PostedResults | None:
+        """Every result post of `job`, if they exist (None: deliver as usual)."""
+        ...
+
+
+class AdminAlerts(Protocol):
+    """Tells a server's admins (or the operator) about trouble only they can fix."""
+
+    async def alert(self, alert: AdminAlert) -> bool:
+        """True when a person has been told (now, or of the same cause recently)."""
+        ...
 
 
 class ImageHost(Protocol):

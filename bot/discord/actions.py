@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import PurePosixPath
@@ -12,7 +13,14 @@ import discord
 from bot.core.errors import NotAllowed, NotFound, ValidationFailed
 from bot.core.ids import normalize_job_id
 from bot.core.models import Job, JobState
-from bot.core.validation import Fetched, Fetcher, ImageMeta, ImageSource, check_options
+from bot.core.validation import (
+    Fetched,
+    Fetcher,
+    ImageMeta,
+    ImageSource,
+    InputFetchFailed,
+    check_options,
+)
 from bot.discord import render
 from bot.discord.delivery import RESULTS_DELETED, Target, result_filename
 from bot.discord.jobs import JobOrigin, url_filename
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RETRIED_AS = "retried_as"  # Job.delivery key: the job its Try again started
 INPUTS_GONE = (
     "the original input images are no longer available (Discord's image links expire "
     "after about a day): attach them again with /imagine"
@@ -34,6 +43,7 @@ INPUTS_GONE = (
 class JobActions:
     def __init__(self, bot: WanBot) -> None:
         self._bot = bot
+        self._retrying: set[str] = set()  # jobs whose Try again is being handled
 
     async def on_button(
         self, interaction: discord.Interaction, action: str, job_id: str, index: int | None
@@ -46,6 +56,8 @@ class JobActions:
             await self.delete(interaction, job_id)
         elif action == "info":
             await self.info(interaction, job_id)
+        elif action == "retry":
+            await self.retry(interaction, job_id)
 
     async def job_for(self, interaction: discord.Interaction, job_id: str) -> Job:
         """The job, if it exists and belongs to this server."""
@@ -70,7 +82,47 @@ class JobActions:
             return
         await self._reroll_with_images(origin, job)
 
-    async def _reroll_with_images(self, origin: JobOrigin, job: Job) -> None:
+    async def retry(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Try again: the same request as a NEW job (quota checked as usual), only on
+        its requester's click. The failed job's submit was never resent, so this is
+        the only way it runs again."""
+        job = await self.job_for(interaction, job_id)
+        if str(interaction.user.id) != job.requester.user_id:
+            raise NotAllowed(
+                "Only the person who asked for this can try it again.", code="not_owner"
+            )
+        if job.state is not JobState.FAILED:
+            raise NotAllowed(
+                f"Job `{job.id}` has not failed, so there is nothing to try again.",
+                code="not_failed",
+            )
+        done = job.delivery.get(RETRIED_AS)
+        if job.id in self._retrying or done:
+            again = f" as job `{done}`" if done else ""
+            raise NotAllowed(f"Job `{job.id}` was already tried again{again}.", code="retrying")
+        origin = JobOrigin.from_interaction(interaction)
+        self._bot.starter.precheck(origin, self._bot.configs.peek(str(origin.guild.id)))
+        self._retrying.add(job.id)  # a double click must not start (and charge) two jobs
+        try:
+            await defer(interaction)
+            config = await self._bot.configs.get(str(origin.guild.id))
+            self._bot.starter.precheck(origin, config)
+            if job.request.images:
+                new = await self._reroll_with_images(origin, job)  # fetched and checked anew
+            else:
+                new = await self._bot.starter.submit(
+                    origin, job.request, config, parent_job_id=job.id
+                )
+            # Once per failed job, after restarts too (a stale card keeps its button).
+            await self._bot.rt.jobs.update(job.id, delivery={**job.delivery, RETRIED_AS: new.id})
+            if interaction.message is not None:
+                # Tried again: the button goes, so the card cannot start a second job.
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.message.edit(view=None)
+        finally:
+            self._retrying.discard(job.id)
+
+    async def _reroll_with_images(self, origin: JobOrigin, job: Job) -> Job:
         """Stored input links expire (Discord's CDN after about a day), and the provider
         would refuse a dead one as if the user had sent a bad image: fetch and check them
         again like new attachments, and say so plainly when they are gone."""
@@ -89,9 +141,11 @@ class JobActions:
         )
         fetch = _NoticingFetcher(self._bot.rt.downloader)
         try:
-            await self._bot.starter.start(
+            return await self._bot.starter.start(
                 origin, options, sources, parent_job_id=job.id, fetch=fetch
             )
+        except InputFetchFailed:
+            raise  # the links may be fine: their host did not answer right now
         except ValidationFailed as exc:
             if fetch.failed:
                 raise ValidationFailed([INPUTS_GONE]) from exc

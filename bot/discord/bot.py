@@ -15,6 +15,7 @@ import pkgutil
 import discord
 from discord.ext import commands
 
+from bot.core.metrics import EngineMetrics
 from bot.discord.actions import JobActions
 from bot.discord.configs import GuildConfigs
 from bot.discord.context import DiscordRuntime
@@ -59,6 +60,7 @@ class WanBot(commands.Bot):
         guild_ready_timeout: float = 2.0,
         price_per_image: float | None = None,
         cogs: list[str] | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -77,6 +79,13 @@ class WanBot(commands.Bot):
         self.actions = JobActions(self)
         self.message_content = True
         self._cog_names = cogs
+        self._metrics = metrics
+
+    def observe_ack(self, interaction: discord.Interaction) -> None:
+        """Called by respond.py right after an interaction's first answer."""
+        if self._metrics is not None:
+            waited = discord.utils.utcnow() - interaction.created_at
+            self._metrics.interaction_ack("discord", waited.total_seconds())
 
     async def report_error(self, interaction: discord.Interaction, error: BaseException) -> None:
         """Answer an error from a button or modal like the tree answers command errors."""

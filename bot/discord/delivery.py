@@ -17,8 +17,9 @@ after a restart.
 
 from __future__ import annotations
 
-import io
+import asyncio
 import logging
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -27,18 +28,22 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.core.clock import Clock
+from bot.core.engine.deadline import DeadlinePassed, within
 from bot.core.models import (
     ErrorKind,
     Job,
     JobState,
+    PostedResults,
     ProgressUpdate,
     ResultImage,
     UserError,
 )
+from bot.core.ports import POSTED_IMAGES
 from bot.discord import render
-from bot.discord.imaging import DEFAULT_UPLOAD_LIMIT, fit_images
+from bot.discord.imaging import DEFAULT_UPLOAD_LIMIT, SharedBytes, fit_images
+from bot.discord.ratelimits import throttle_bucket_sweeps
 from bot.discord.respond import token_dead
-from bot.discord.views import result_view
+from bot.discord.views import result_view, retry_view
 
 if TYPE_CHECKING:
     from bot.discord.bot import WanBot
@@ -52,6 +57,8 @@ PROGRESS_MIN_INTERVAL = 10.0  # seconds between two edits that only change progr
 PROGRESS_MIN_STEP = 20  # percent
 ETA_MIN_SHIFT = 30.0  # seconds an estimate must move (at least) to be worth an edit
 ETA_MIN_SHIFT_RATIO = 0.2  # ... or this share of the time it had left
+# The last status edit is cosmetic: a hung one must not hold (or fail) a posted job.
+STATUS_EDIT_TIMEOUT = 30.0
 HISTORY_SCAN = 200  # messages after the status searched for an earlier post of the results
 THREAD_EXISTS = 160004
 UNKNOWN_MESSAGE = 10008
@@ -159,12 +166,16 @@ class DiscordDelivery:
     def __init__(self, bot: WanBot, clock: Clock) -> None:
         self._bot = bot
         self._clock = clock
+        throttle_bucket_sweeps(getattr(bot, "http", None))  # CPU: see ratelimits.py
         self._tokens: dict[str, _LiveToken] = {}  # by status message id
         self._shown: OrderedDict[str, _Shown] = OrderedDict()  # by job id
         self._finished: OrderedDict[str, None] = OrderedDict()  # jobs past progress
         # Jobs seen before delivery in this process: not posted by an earlier process.
         self._fresh: OrderedDict[str, None] = OrderedDict()
         self._problems: dict[str, UserError] = {}  # why posting failed, by job id
+        # Posted, then cut off before deliver() returned (a hung status edit): what a
+        # retry answers at once, by job id.
+        self._posted: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------- tokens
     def remember_interaction(
@@ -257,6 +268,9 @@ class DiscordDelivery:
         self, job: Job, images: list[ResultImage], notes: list[str]
     ) -> dict[str, Any]:
         self._mark_finished(job.id)
+        if (posted_before := self._posted.pop(job.id, None)) is not None:
+            self._problems.pop(job.id, None)
+            return posted_before  # the images are up: only the status edit was cut off
         # Seen before delivery in this process and not tried yet: nothing to look for.
         fresh = job.id in self._fresh
         self._fresh.pop(job.id, None)
@@ -264,7 +278,7 @@ class DiscordDelivery:
         try:
             destination = await self._results_channel(job, target)
             all_notes = [*input_notes(job), *notes]
-            ids = await self._post_results(
+            ids, posted = await self._post_results(
                 job, target, destination, images, all_notes, look_first=not fresh
             )
         except discord.Forbidden as exc:
@@ -273,19 +287,74 @@ class DiscordDelivery:
             error = self._permission_error(job, exc)
             self._problems[job.id] = error
             raise DeliveryError(error) from exc
+        except asyncio.CancelledError:
+            # The engine gave up waiting for Discord (a hung upload): if it fails the job
+            # for good, `fail` says so. A retry first looks for a post stored meanwhile.
+            self._problems[job.id] = self._upload_timeout_error(job)
+            raise
         self._problems.pop(job.id, None)
+        # The images actually on Discord (an earlier post found may hold other ones).
+        result = {"thread_id": target.thread_id, "result_message_ids": ids, POSTED_IMAGES: posted}
+        self._posted[job.id] = result
+        await self._show_done(job, target, destination, ids, posted)
+        del self._posted[job.id]
+        return result
+
+    async def find_posted(self, job: Job) -> PostedResults | None:
+        """`PostLookup`: the job's results, if a process posted them before a crash and
+        could not record it. Looks where they would be without creating anything (a
+        thread started from the status message has that message's id)."""
+        target = Target.from_job(job)
+        if target.mode == "thread" and not target.in_thread and target.status_message_id:
+            destination = target.thread_id or target.status_message_id
+        else:
+            destination = target.channel_id
+        channel = self._bot.get_partial_messageable(
+            int(destination), guild_id=int(target.guild_id) if target.guild_id else None
+        )
+        parts = max(1, math.ceil(job.request.count / MAX_FILES_PER_MESSAGE))
+        found = await self._posted_before(job, target, channel, parts)
+        if len(found) < parts:
+            return None  # not (all) posted: deliver() posts what is missing
+        self._mark_finished(job.id)
+        self._fresh.pop(job.id, None)
+        if destination != target.channel_id:
+            target.thread_id = destination
+        messages = [found[part] for part in sorted(found)]
+        ids = [str(message.id) for message in messages]
+        posted = sum(_result_files(job.id, message) for message in messages)
+        log.info("job %s: results were posted before the restart (%s)", job.id, ids)
+        await self._show_done(job, target, destination, ids, posted)
+        return PostedResults(
+            images=posted, delivery={"thread_id": target.thread_id, "result_message_ids": ids}
+        )
+
+    async def _show_done(
+        self, job: Job, target: Target, destination: str, ids: list[str], posted: int
+    ) -> None:
         target.result_message_ids = ids
         where = f"<#{destination}>" if destination != target.channel_id else None
         if ids:
             link = f"https://discord.com/channels/{target.guild_id}/{destination}/{ids[0]}"
-            where = f"[{len(images)} image{'s' if len(images) != 1 else ''}]({link})"
+            where = f"[{posted} image{'s' if posted != 1 else ''}]({link})"
+        edit = self._edit_status(target, embed=render.done_embed(job, where, posted), view=None)
         try:
-            await self._edit_status(
-                target, embed=render.done_embed(job, where, len(images)), view=None
-            )
-        except discord.HTTPException as exc:
+            await within(self._clock, STATUS_EDIT_TIMEOUT, edit)
+        except (discord.HTTPException, DeadlinePassed) as exc:
             log.info("job %s: final status edit failed (%s)", job.id, exc)
-        return {"thread_id": target.thread_id, "result_message_ids": ids}
+
+    @staticmethod
+    def _upload_timeout_error(job: Job) -> UserError:
+        return UserError(
+            kind=ErrorKind.INTERNAL,
+            code="upload_timeout",
+            message=(
+                "Something went wrong inside the bot while posting the images: Discord did "
+                "not take the upload in time, even after retries. You were not charged. "
+                "Please try again."
+            ),
+            job_id=job.id,
+        )
 
     async def _results_channel(self, job: Job, target: Target) -> str:
         if target.mode != "thread" or target.in_thread or not target.status_message_id:
@@ -322,7 +391,8 @@ class DiscordDelivery:
         notes: list[str],
         *,
         look_first: bool,
-    ) -> list[str]:
+    ) -> tuple[list[str], int]:
+        """The result message ids, and how many result images they hold."""
         limit = target.upload_limit
         guild = self._bot.get_guild(int(target.guild_id)) if target.guild_id else None
         if guild is not None:
@@ -338,6 +408,7 @@ class DiscordDelivery:
         starts = range(0, len(images), MAX_FILES_PER_MESSAGE)
         posted = await self._posted_before(job, target, channel, len(starts)) if look_first else {}
         ids: list[str] = []
+        images_posted = 0
         for part, start in enumerate(starts):
             message = posted.get(part)
             if message is None:
@@ -348,7 +419,8 @@ class DiscordDelivery:
             else:
                 log.info("job %s: results already posted (message %s)", job.id, message.id)
             ids.append(str(message.id))
-        return ids
+            images_posted += _result_files(job.id, message)
+        return ids, images_posted
 
     async def _posted_before(
         self, job: Job, target: Target, channel: discord.PartialMessageable, parts: int
@@ -387,13 +459,13 @@ class DiscordDelivery:
         for attempt in range(3):
             fitted, fit_notes = await fit_images(images, limit, self._bot.rt.image_executor)
             fitted = [_named(job.id, img) for img in fitted]
-            files = [discord.File(io.BytesIO(img.data), filename=img.filename) for img in fitted]
+            files = [discord.File(SharedBytes(img.data), filename=img.filename) for img in fitted]
             mention = discord.Object(id=int(job.requester.user_id))
             try:
                 extra: dict[str, Any] = {}
                 if reply_to is not None:  # a deleted status must not block the results
                     extra["reference"] = reply_to.to_reference(fail_if_not_exists=False)
-                return await channel.send(
+                message = await channel.send(
                     content=f"<@{job.requester.user_id}>",
                     embeds=render.result_embeds(job, fitted, [*notes, *fit_notes]),
                     files=files,
@@ -405,12 +477,16 @@ class DiscordDelivery:
                     ),
                     **extra,
                 )
+                return message
             except discord.HTTPException as exc:
                 # The server's real limit is lower than we were told: halve and retry.
                 if (exc.status != 413 and exc.code != UPLOAD_TOO_LARGE) or attempt == 2:
                     raise
                 limit = max(256 * 1024, min(limit, max(len(i.data) for i in fitted)) // 2)
                 log.info("job %s: upload too large, retrying under %d bytes", job.id, limit)
+            finally:
+                for file in files:
+                    file.fp.close()  # the image bytes go now, not at the next GC pass
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -431,6 +507,7 @@ class DiscordDelivery:
     async def fail(self, job: Job, error: UserError) -> None:
         self._mark_finished(job.id)
         self._fresh.pop(job.id, None)
+        self._posted.pop(job.id, None)
         problem = self._problems.pop(job.id, None)
         if problem is not None and error.kind is ErrorKind.INTERNAL:
             error = problem
@@ -442,9 +519,11 @@ class DiscordDelivery:
         embed = render.failure_embed(job.request, error)
         if error.code == "bot_missing_permissions":
             embed.description = error.message
+        # Try again, when the request was not resent for fear of paying twice.
+        view = retry_view(job.id) if error.retry else None
         if target.status_message_id:
             try:
-                await self._edit_status(target, embed=embed, view=None)
+                await self._edit_status(target, embed=embed, view=view)
                 return
             except discord.HTTPException as exc:
                 log.info("job %s: could not show the failure on its status (%s)", job.id, exc)
@@ -453,6 +532,7 @@ class DiscordDelivery:
             await channel.send(
                 content=f"<@{job.requester.user_id}>",
                 embed=embed,
+                view=view if view is not None else discord.utils.MISSING,
                 nonce=nonce_for(job.id, 9),
                 allowed_mentions=discord.AllowedMentions(
                     users=[discord.Object(id=int(job.requester.user_id))]
@@ -477,6 +557,11 @@ class DiscordDelivery:
             int(target.status_channel_id or target.channel_id)
         )
         await channel.get_partial_message(int(target.status_message_id)).edit(**fields)
+
+
+def _result_files(job_id: str, message: discord.Message) -> int:
+    """How many of `job_id`'s result images `message` carries."""
+    return sum(1 for a in message.attachments if result_index(job_id, a.filename) is not None)
 
 
 def _eta_moved(last: _Shown, ready_at: float | None, now: float) -> bool:

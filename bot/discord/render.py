@@ -18,6 +18,7 @@ from bot.core.models import (
     UsageReport,
     UserError,
 )
+from bot.core.validation import InputFetchFailed
 
 BLURPLE = discord.Colour.blurple()
 GREEN = discord.Colour.green()
@@ -86,8 +87,9 @@ def status_embed(
         embed.add_field(name="Ready", value=f"~{timestamp(now + update.eta_seconds)}", inline=True)
     if requester_id:
         embed.add_field(name="For", value=f"<@{requester_id}>", inline=True)
-    if notes:
-        embed.add_field(name="Notes", value=clip("\n".join(notes), 1000), inline=False)
+    all_notes = [*notes, update.note] if update.note else list(notes)
+    if all_notes:
+        embed.add_field(name="Notes", value=clip("\n".join(all_notes), 1000), inline=False)
     if job_id:
         embed.set_footer(text=f"Job {job_id}")
     return embed
@@ -128,6 +130,10 @@ def done_embed(job: Job, where: str | None, delivered: int) -> discord.Embed:
 
 def user_error_text(error: WanbotError) -> str:
     """A refused request, told specifically (every problem at once)."""
+    if isinstance(error, InputFetchFailed):
+        # Nothing is wrong with the image: its host did not answer in time.
+        lines = "\n".join(f"• {problem}" for problem in error.problems)
+        return f"Nothing is wrong with your request, but:\n{lines}\nNothing was charged."
     if isinstance(error, ValidationFailed) and error.problems:
         lines = "\n".join(f"• {problem}" for problem in error.problems)
         return f"I can't use that request:\n{lines}\nNothing was charged."
@@ -137,31 +143,19 @@ def user_error_text(error: WanbotError) -> str:
 
 
 def failure_text(error: UserError) -> str:
-    """The true cause, in words: the user's input, their quota, or our side."""
-    code = f" (`{error.code}`)" if error.code else ""
+    """The engine's message as it is (it names the true cause and says once that nothing
+    was charged), with the error code and the job id; never a second wording of either."""
+    code = f" (`{error.code}`)" if error.code and error.kind is not ErrorKind.QUOTA else ""
+    if error.code and f"({error.code})" in error.message:
+        code = ""  # the message already names it (a provider failure without a message)
     ref = f" Job `{error.job_id}`." if error.job_id else ""
-    if error.kind is ErrorKind.USER_INPUT:
-        return (
-            f"Your prompt or image could not be used: {error.message}{code}. Nothing was charged."
-        )
-    if error.kind is ErrorKind.QUOTA:
-        return f"{error.message}{code}"
-    if error.kind is ErrorKind.PROVIDER_CONFIG:
-        return (
-            "The bot's image service account has a problem (billing, key or access)"
-            f"{code}. This is not your fault and nothing was charged; a server admin "
-            f"needs to check the bot's provider account.{ref}"
-        )
-    if error.kind is ErrorKind.PROVIDER_OUTAGE:
-        return (
-            f"The image service is failing or overloaded right now{code}. Nothing was "
-            f"charged; please try again in a few minutes.{ref}"
-        )
-    if error.kind is ErrorKind.TIMEOUT:
-        return f"The image service did not finish in time. Nothing was charged.{ref}"
-    if error.kind is ErrorKind.CANCELLED:
-        return f"The job was cancelled. Nothing was charged.{ref}"
-    return f"Something went wrong on our side. Nothing was charged.{ref}"
+    message = error.message.strip()
+    if error.job_id and "charged" not in message.lower():
+        end = "" if message.endswith((".", "!", "?")) else "."
+        message += f"{end} You were not charged."  # a failed job is always fully refunded
+    if error.kind is ErrorKind.INTERNAL and error.job_id and error.job_id in message:
+        ref = ""  # the message already names the job
+    return f"{message}{code}{ref}"
 
 
 def failure_embed(request: GenerationRequest, error: UserError) -> discord.Embed:
@@ -189,6 +183,7 @@ def _duration(start: float | None, end: float | None) -> str:
 
 
 def info_embed(job: Job, price_per_image: float) -> discord.Embed:
+    """`price_per_image`: today's, for a job stored without its own (before migration 0003)."""
     req = job.request
     embed = discord.Embed(title=f"Job {job.id}", description=clip(req.prompt, 2000), colour=BLURPLE)
     embed.add_field(name="State", value=job.state.value)
@@ -200,7 +195,8 @@ def info_embed(job: Job, price_per_image: float) -> discord.Embed:
     embed.add_field(name="Input images", value=str(len(req.images)))
     embed.add_field(name="Provider", value=job.provider)
     embed.add_field(name="Task id", value=f"`{job.task_id}`" if job.task_id else "—")
-    cost = job.delivered * price_per_image
+    price = price_per_image if job.unit_price_usd is None else job.unit_price_usd
+    cost = job.delivered * price
     embed.add_field(name="Cost", value=f"{job.delivered} image(s) charged · ${cost:.3f}")
     embed.add_field(name="Requested by", value=f"<@{job.requester.user_id}>")
     embed.add_field(name="Created", value=timestamp(job.created_at, "f"))

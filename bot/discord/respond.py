@@ -22,6 +22,13 @@ PUBLIC_ORIGINAL = "wanbot_public_original"
 TOKEN_DEAD_CODES = frozenset({10062, 10015, 50027})
 
 
+def _acknowledged(interaction: discord.Interaction) -> None:
+    """Report how long the user waited for the first answer (the ack-latency metric)."""
+    observe = getattr(interaction.client, "observe_ack", None)
+    if observe is not None:
+        observe(interaction)
+
+
 def token_dead(exc: BaseException) -> bool:
     """The interaction can no longer be answered through its token."""
     return isinstance(exc, discord.HTTPException) and (
@@ -34,6 +41,7 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
     if interaction.response.is_done():
         return
     await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+    _acknowledged(interaction)
     interaction.extras[PUBLIC_ORIGINAL] = not ephemeral
 
 
@@ -44,6 +52,7 @@ async def answer(
     embed: discord.Embed | None = None,
     embeds: list[discord.Embed] | None = None,
     view: discord.ui.View | None = None,
+    file: discord.File | None = None,
     ephemeral: bool = True,
 ) -> None:
     """Send `content`/`embed` as the interaction's answer; when the token is dead (the
@@ -57,9 +66,12 @@ async def answer(
         kwargs["embeds"] = embeds
     if view is not None:
         kwargs["view"] = view
+    if file is not None:
+        kwargs["file"] = file
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(**kwargs)
+            _acknowledged(interaction)
             return
         if ephemeral and interaction.extras.get(PUBLIC_ORIGINAL):
             # The deferred "thinking" message is public; a private answer replaces it.

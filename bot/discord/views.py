@@ -16,9 +16,10 @@ import discord
 if TYPE_CHECKING:
     from bot.discord.bot import WanBot
 
-ACTIONS = ("reroll", "edit", "delete", "info")
+ACTIONS = ("reroll", "edit", "delete", "info", "retry")
 CUSTOM_ID = re.compile(
-    r"wanbot:(?P<action>reroll|edit|delete|info):(?P<job>[0-9a-z]{10})(?::(?P<index>\d{1,2}))?"
+    r"wanbot:(?P<action>reroll|edit|delete|info|retry):(?P<job>[0-9a-z]{10})"
+    r"(?::(?P<index>\d{1,2}))?"
 )
 MAX_BUTTONS_PER_ROW = 5
 
@@ -73,6 +74,7 @@ _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "edit": ("Edit", discord.ButtonStyle.secondary, "✏️"),
     "delete": ("Delete", discord.ButtonStyle.danger, "🗑️"),
     "info": ("Info", discord.ButtonStyle.secondary, "ℹ️"),
+    "retry": ("Try again", discord.ButtonStyle.primary, "🔄"),
 }
 
 
@@ -85,6 +87,14 @@ def result_view(job_id: str, indices: Sequence[int], *, deletable: bool = True) 
         view.add_item(ResultButton("delete", job_id, row=0))
     for position, index in enumerate(indices[: MAX_BUTTONS_PER_ROW * 3]):
         view.add_item(ResultButton("edit", job_id, index, row=1 + position // MAX_BUTTONS_PER_ROW))
+    return view
+
+
+def retry_view(job_id: str) -> discord.ui.View:
+    """Try again, on a failure card whose request was not resent (issue 13, rule 1): a
+    new job starts only when its requester clicks."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ResultButton("retry", job_id, row=0))
     return view
 
 

@@ -13,6 +13,9 @@ Tasks complete when told (`complete`, `fail`, `expire`, `cancel`) or by themselv
 `complete_after` status calls (per fake or per task). Result images are real small PNGs
 served by the fake at `/results/<task>/<i>.png`; `break_result` makes one answer 404.
 `send_callback` POSTs a task's status body to its callback_url (or a given URL).
+A fault `.after_task()` lets the request through first (a submit creates its task) and
+then answers with the fault: an answer lost after the provider acted on the request.
+`fail_new_tasks(code)` makes every task created from then on fail with that code.
 `FakeFileServer` serves arbitrary bytes, for download tests.
 """
 
@@ -22,11 +25,13 @@ import asyncio
 import base64
 import io
 import json
+import socket
+import struct
 import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Self, TypeVar
 
 import aiohttp
@@ -66,11 +71,21 @@ class RecordedRequest:
 class Fault:
     """One scripted misbehaviour, used instead of the normal answer for one call."""
 
-    kind: str  # "error" | "html" | "malformed" | "hang" | "disconnect"
+    kind: str  # "error" | "html" | "malformed" | "hang" | "disconnect" | "reset"
     status: int = 500
     retry_after: str | None = None
     code: str | int | None = None  # the provider's error code (default: per status)
     message: str | None = None
+    after: bool = False  # the normal handler runs first (its task is created), then this
+    answer_status: int | None = None  # the error body under another HTTP status (200)
+
+    def after_task(self) -> Fault:
+        """The same fault, answered after the request was acted on."""
+        return replace(self, after=True)
+
+    def with_http_status(self, status: int) -> Fault:
+        """The same error body, sent with HTTP `status` (APIXO's envelope inside a 200)."""
+        return replace(self, answer_status=status)
 
     @classmethod
     def http(
@@ -108,6 +123,11 @@ class Fault:
         """Read the request, then drop the connection without answering."""
         return cls("disconnect")
 
+    @classmethod
+    def reset(cls) -> Fault:
+        """Read the request, then reset the connection (TCP RST)."""
+        return cls("reset")
+
 
 @dataclass
 class FakeTask:
@@ -143,6 +163,7 @@ class FakeProviderServer:
         self.balance: float = 74.87
         self.broken_results: set[tuple[str, int]] = set()
         self._faults: dict[str, deque[Fault]] = {}
+        self._fail_new: tuple[str | int, str] | None = None
         self._release = asyncio.Event()
         self._task_order: list[str] = []
         self._handed_out = 0
@@ -150,6 +171,7 @@ class FakeProviderServer:
         self._pngs: dict[tuple[str, int], bytes] = {}
         self._runner: web.AppRunner | None = None
         self.origin = ""
+        self.listen_port = 0  # set before start() to listen on a chosen port
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -168,7 +190,7 @@ class FakeProviderServer:
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.listen_port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.origin = f"http://127.0.0.1:{port}"
@@ -245,6 +267,13 @@ class FakeProviderServer:
         task.finished = time.time()
         return task
 
+    def fail_new_tasks(self, code: str | int, message: str = "task failed") -> None:
+        """Every task created from now on has failed with `code` by its first status."""
+        self._fail_new = (code, message)
+
+    def stop_failing_new_tasks(self) -> None:
+        self._fail_new = None
+
     def cancel(self, task_id: str | None = None) -> FakeTask:
         task = self.task(task_id)
         task.state = "cancelled"
@@ -312,6 +341,8 @@ class FakeProviderServer:
         self.tasks[task.id] = task
         self._task_order.append(task.id)
         self._task_added.set()
+        if self._fail_new is not None:
+            self.fail(task.id, *self._fail_new)
         return task
 
     def _poll(self, task: FakeTask) -> None:
@@ -350,7 +381,10 @@ class FakeProviderServer:
             )
             queue = self._faults.get(route)
             if queue:
-                return await self._apply(queue.popleft(), request)
+                fault = queue.popleft()
+                if fault.after:
+                    await handler(request)  # acted on (a task created); the answer is lost
+                return await self._apply(fault, request)
             return await handler(request)
 
         return wrapped
@@ -359,8 +393,10 @@ class FakeProviderServer:
         if fault.kind == "hang":
             await self._release.wait()
             return self.error_response(504, None, None)
-        if fault.kind == "disconnect":
+        if fault.kind in ("disconnect", "reset"):
             assert request.transport is not None
+            if fault.kind == "reset":
+                _linger_zero(request.transport)
             request.transport.close()
             await self._release.wait()
             return web.Response(status=500)
@@ -377,6 +413,8 @@ class FakeProviderServer:
                 status=fault.status, text='{"code": 200, "data": {', content_type="application/json"
             )
         response = self.error_response(fault.status, fault.code, fault.message)
+        if fault.answer_status is not None:
+            response.set_status(fault.answer_status)
         if fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
         return response
@@ -392,6 +430,13 @@ class FakeProviderServer:
         ):
             return web.Response(status=404, text="Not Found")
         return web.Response(body=self.result_png(task_id, index), content_type="image/png")
+
+
+def _linger_zero(transport: asyncio.BaseTransport) -> None:
+    """Make the next close send a TCP RST (a reset) instead of a clean FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _json(payload: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -920,6 +965,10 @@ class FakeFileServer:
     def hang(self, path: str) -> str:
         return self.add(path, status=-1)
 
+    def reset(self, path: str) -> str:
+        """The connection is reset (TCP RST) instead of answered."""
+        return self.add(path, status=-2)
+
     def url(self, path: str) -> str:
         return f"{self.origin}/{path.lstrip('/')}"
 
@@ -941,6 +990,12 @@ class FakeFileServer:
         if item.status == -1:
             await self._hang.wait()
             return web.Response(status=504)
+        if item.status == -2:
+            assert request.transport is not None
+            _linger_zero(request.transport)
+            request.transport.close()
+            await self._hang.wait()
+            return web.Response(status=500)
         if item.redirect is not None:
             raise web.HTTPFound(item.redirect)
         if item.status != 200:

@@ -15,15 +15,26 @@ from bot.core.models import ErrorKind, Job, JobState
 from storage.db import Database
 from tests.fakes.discord import FakeDiscord, FakeInteraction
 
-# One phrase per kind of cause, as users read it (bot/discord/render.py failure_text).
-# A failure must show exactly one of them: the true cause, never a second one.
-KIND_PHRASES: dict[ErrorKind, str] = {
-    ErrorKind.USER_INPUT: "Your prompt or image could not be used",
-    ErrorKind.PROVIDER_CONFIG: "image service account has a problem",
-    ErrorKind.PROVIDER_OUTAGE: "failing or overloaded",
-    ErrorKind.TIMEOUT: "did not finish in time",
-    ErrorKind.CANCELLED: "was cancelled",
-    ErrorKind.INTERNAL: "went wrong on our side",
+# The phrases of each kind of cause, as users read them (bot/core/engine/failures.py,
+# shown as they are by bot/discord/render.py failure_text). A failure must show phrases
+# of exactly one kind: the true cause, never a second one.
+KIND_PHRASES: dict[ErrorKind, tuple[str, ...]] = {
+    ErrorKind.USER_INPUT: ("refused your prompt or image",),
+    ErrorKind.PROVIDER_CONFIG: (
+        "image service account has a problem",
+        "could not accept the request the bot sent",
+        "image service was changed",
+    ),
+    ErrorKind.PROVIDER_OUTAGE: (
+        "failing or overloaded",
+        "may have started",
+        "lost this job's task",
+        "cancelled this task on its side",
+        "The image service finished but",
+    ),
+    ErrorKind.TIMEOUT: ("did not finish within",),
+    ErrorKind.CANCELLED: ("Cancelled by",),
+    ErrorKind.INTERNAL: ("went wrong inside the bot",),
 }
 FAILED_TITLES = ("❌ Failed", "🚫 Cancelled")
 EPHEMERAL = 1 << 6
@@ -31,7 +42,7 @@ EPHEMERAL = 1 << 6
 
 def kind_shown(text: str) -> ErrorKind:
     """The one cause `text` gives; fails if it gives none or several."""
-    found = [kind for kind, phrase in KIND_PHRASES.items() if phrase in text]
+    found = [kind for kind, phrases in KIND_PHRASES.items() if any(p in text for p in phrases)]
     assert len(found) == 1, f"expected exactly one cause in {text!r}, found {found}"
     return found[0]
 
@@ -173,6 +184,10 @@ async def ledger(db: Database) -> dict[str, dict[str, int]]:
         entries = found.setdefault(row[0], {})
         assert row[1] not in entries, f"two {row[1]} entries for job {row[0]}"
         entries[row[1]] = int(row[2])
+    for entries in found.values():
+        if "charge" in entries:
+            # Settled: a refund of nothing has no row since migration 0006.
+            entries.setdefault("refund", 0)
     return found
 
 

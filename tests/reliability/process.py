@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import sqlite3
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.core.models import Job
+from storage.job_rows import READ_COLUMNS, job_from_row
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.providers import FakeApixo
 
@@ -24,6 +25,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Settings of ours a developer's shell may hold; a test process must not inherit them.
+OUR_PREFIXES = ("DISCORD_", "APIXO_", "EVOLINK_", "DASHSCOPE_", "WAN_", "DATABASE_", "WANBOT_")
+
+
+def outside_environment(**values: str) -> dict[str, str]:
+    """This process's environment without our settings, plus `values`."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(OUR_PREFIXES)}
+    env.update(values)
+    return env
+
+
+def wanbot_argv(*args: str, env_file: str | None = os.devnull) -> list[str]:
+    """`python -m bot` with an explicit env file (default: an empty one, so a
+    developer's own .env never leaks into a test; None: the default `.env` in cwd)."""
+    chosen = ["--env-file", env_file] if env_file is not None else []
+    return [sys.executable, "-m", "bot", *chosen, *args]
+
+
+async def run_wanbot(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    env_file: str | None = os.devnull,
+    timeout: float = 90.0,
+) -> tuple[int, str, str]:
+    """Run one `wanbot` command to its end: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *wanbot_argv(*args, env_file=env_file),
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def poll_until(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Wait for another process's state: polled, with a deadline (no event to wait on)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        assert loop.time() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 def bot_environment(
@@ -36,11 +86,7 @@ def bot_environment(
     **extra: Any,
 ) -> dict[str, str]:
     """What an operator would put in `.env`, pointed at the fakes."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DISCORD_", "APIXO_", "EVOLINK_", "DASHSCOPE_", "WAN_"))
-    }
+    env = outside_environment()
     env.update(
         DISCORD_TOKEN=token,
         DISCORD_API_BASE_URL=fake.api_base,
@@ -115,16 +161,7 @@ def db_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[An
             raise
 
 
-_JSON_COLUMNS = ("requester", "request", "result_urls", "delivery")
-
-
 def db_jobs(path: Path) -> list[Job]:
-    """Every job as stored, oldest first."""
-    columns = list(Job.model_fields)
-    jobs = []
-    for row in db_rows(path, f"SELECT {', '.join(columns)} FROM jobs ORDER BY created_at, rowid"):
-        data = dict(zip(columns, row, strict=True))
-        for name in _JSON_COLUMNS:
-            data[name] = json.loads(data[name])
-        jobs.append(Job.model_validate(data))
-    return jobs
+    """Every job as stored, oldest first (decoded as the store decodes rows)."""
+    sql = f"SELECT {', '.join(READ_COLUMNS)} FROM jobs ORDER BY created_at, rowid"
+    return [job_from_row(row) for row in db_rows(path, sql)]

@@ -30,7 +30,7 @@ from bot.discord.endpoints import endpoints
 from bot.runtime import Runtime
 from bot.settings import Settings
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.harness import Busy, Counting
+from tests.fakes.discord.harness import BotRequests, Busy, Counting
 from tests.fakes.providers import FakeApixo
 
 T = TypeVar("T")
@@ -105,6 +105,18 @@ class CountingExecutor(ThreadPoolExecutor):
     def _done(self, _: Future[Any]) -> None:
         self._loop.call_soon_threadsafe(self._finished)
 
+    def count_work_of(self, pool: ThreadPoolExecutor) -> None:
+        """Count the work of another pool here too."""
+        real_submit = pool.submit
+
+        def submit(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+            self.in_flight += 1
+            future = real_submit(fn, *args, **kwargs)
+            future.add_done_callback(self._done)
+            return future
+
+        pool.submit = submit  # type: ignore[method-assign]
+
     def _finished(self) -> None:
         self.in_flight -= 1
         self._quiet.poke()
@@ -165,6 +177,7 @@ class World:
     http: HttpCounter
     executor: CountingExecutor
     quiet: Quiet
+    bot_requests: BotRequests
 
     @property
     def busy(self) -> bool:
@@ -173,6 +186,8 @@ class World:
             or self.store_busy.count
             or self.http.in_flight
             or self.executor.in_flight
+            # discord.py between tries (a real-time wait), not a request hung on purpose
+            or self.bot_requests.count > self.fake.hanging
         )
 
     async def settle(
@@ -291,9 +306,9 @@ async def running_world(
     if downloader is not None:
         rt.downloader = downloader(session)
     # Pillow work runs in the runtime's own pool: count it too, or fake time jumps
-    # over a repair still running and a job "times out" in the middle of it.
-    rt.image_executor.shutdown()
-    rt.image_executor = executor
+    # over a repair still running and a job "times out" in the middle of it. The pool
+    # itself stays (parts of the runtime hold it, e.g. the memory trimmer).
+    executor.count_work_of(rt.image_executor)
     # Every database call of the engine and the front end goes through these two.
     store_busy = PokingBusy(quiet)
     store = Counting(rt.jobs, store_busy)
@@ -303,6 +318,7 @@ async def running_world(
     connect: asyncio.Task[None] | None = None
     with endpoints(fake.api_base, fake.gateway_url):
         bot = WanBot(rt, guild_ready_timeout=0.05)  # type: ignore[arg-type]
+        bot_requests = BotRequests(bot, quiet.poke)
         try:
             await bot.login(token)
             rt.engine.register_delivery("discord", bot.delivery)
@@ -310,7 +326,18 @@ async def running_world(
             connect = asyncio.create_task(bot.connect(reconnect=False))
             await asyncio.wait_for(bot.wait_until_ready(), timeout=10.0)
             yield World(
-                fake, apixo, bot, rt, clock, settings, store, store_busy, counter, executor, quiet
+                fake,
+                apixo,
+                bot,
+                rt,
+                clock,
+                settings,
+                store,
+                store_busy,
+                counter,
+                executor,
+                quiet,
+                bot_requests,
             )
         finally:
             await rt.close()

@@ -2,7 +2,6 @@
 
 from bot.core.engine.engine import (
     CALLBACK_TOKEN,
-    AdminAlert,
     EngineConfig,
     EngineStats,
     JobEngine,
@@ -11,7 +10,6 @@ from bot.core.engine.polling import PollPolicy
 
 __all__ = [
     "CALLBACK_TOKEN",
-    "AdminAlert",
     "EngineConfig",
     "EngineStats",
     "JobEngine",

@@ -21,12 +21,15 @@ import hmac
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from bot.core.alerts import OUTAGE_ALERT_AFTER, claim_admins_told
 from bot.core.clock import Clock
 from bot.core.engine import failures
+from bot.core.engine.budget import ByteBudget, Hold
+from bot.core.engine.deadline import DeadlinePassed, within
 from bot.core.engine.fairqueue import FairQueue
 from bot.core.engine.polling import DurationKey, DurationStats, PollPlan, PollPolicy
 from bot.core.engine.progress import ProgressThrottle
@@ -36,17 +39,23 @@ from bot.core.errors import (
     NotAllowed,
     NotFound,
     ProviderError,
+    QuotaDenied,
+    QuotaReason,
     ShuttingDown,
     SubmitUncertain,
     WanbotError,
 )
 from bot.core.ids import new_job_id, normalize_job_id
+from bot.core.metrics import NO_METRICS, EngineMetrics
+from bot.core.models import AdminAlert as AlertFact
 from bot.core.models import (
+    AlertCause,
     ErrorKind,
     FailureCategory,
     GenerationRequest,
     Job,
     JobState,
+    PostedResults,
     ProgressUpdate,
     Requester,
     ResultImage,
@@ -54,15 +63,21 @@ from bot.core.models import (
     TaskStatus,
     UserError,
 )
-from bot.core.ports import DeliveryPort, ImageProvider, JobStore
+from bot.core.ports import (
+    POSTED_IMAGES,
+    AdminAlerts,
+    DeliveryPort,
+    ImageProvider,
+    JobStore,
+    PostLookup,
+)
+from bot.core.retry import Backoff
 from bot.core.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
 # Keys the engine keeps in Job.delivery (next to the front end's own data).
 CALLBACK_TOKEN = "callback_token"  # the secret part of this job's callback URL
-
-AdminAlert = Callable[[str], Awaitable[None]]
 
 _Q, _S, _R, _D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
 _CANCELLABLE = (_Q, _S, _R)
@@ -78,10 +93,17 @@ class EngineConfig:
     progress_interval: float = 3.0  # at most one progress update per job this often
     callback_base_url: str | None = None  # public URL of the callback server; None: off
     submit_attempts: int = 3  # submits refused with a TRANSIENT error are tried again
-    task_attempts: int = 2  # provider tasks per job when a task fails transiently
+    task_attempts: int = 2  # provider tasks per job (at most 2: a failed task is retried once)
     status_error_limit: int = 6  # failed status queries in a row (each already retried)
     download_attempts: int = 3
+    # Result bytes deliveries hold at once, downloaded and not yet posted (one alone
+    # may exceed it): bounds memory when many jobs with big images end together.
+    result_bytes_in_flight: int = 200 * 1024 * 1024
     deliver_attempts: int = 3
+    # A post that never answers (a hung upload) is given up on after this long and
+    # tried again; after `deliver_deadline` in all the job fails and is refunded.
+    deliver_attempt_timeout: float = 120.0
+    deliver_deadline: float = 600.0
     retry_base_delay: float = 2.0
     retry_max_delay: float = 60.0
     # On close, deliveries and failure notices already under way get this long to end,
@@ -90,7 +112,9 @@ class EngineConfig:
     poll: PollPolicy = field(default_factory=PollPolicy)
 
     def backoff(self, attempt: int) -> float:
-        return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** max(0, attempt - 1)))
+        # The shared helper without jitter: the status rate limiter and the provider
+        # concurrency already spread the engine's retries over time.
+        return Backoff(self.retry_base_delay, self.retry_max_delay, jitter=0.0).delay(attempt - 1)
 
 
 # After a restart, a running or delivering job gets at least this long to finish.
@@ -115,6 +139,7 @@ class _Active:
     __slots__ = (
         "callback_seen",
         "job",
+        "note",
         "plan",
         "polling",
         "progress",
@@ -124,7 +149,6 @@ class _Active:
         "slot",
         "status_errors",
         "submit_attempts",
-        "task_attempts",
         "token_reserved",
         "user",
         "user_slot",
@@ -144,8 +168,8 @@ class _Active:
         self.resumed = False  # picked up after a restart: its timing includes the downtime
         self.status_errors = 0
         self.submit_attempts = 0
-        self.task_attempts = 0
         self.sent_position: int | None = None
+        self.note: str | None = None  # shown with every progress update (a retry at no cost)
 
 
 class JobEngine:
@@ -159,14 +183,17 @@ class JobEngine:
         clock: Clock,
         config: EngineConfig | None = None,
         new_id: Callable[[], str] = new_job_id,
+        metrics: EngineMetrics = NO_METRICS,
     ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
         self.config = config or EngineConfig()
         self.stats = EngineStats()
-        # Set by a front end: called once per provider billing/key outage.
-        self.on_admin_alert: AdminAlert | None = None
+        # Set by the composition root: facts for the admins of the servers affected
+        # (bot.core.alerts.AlertThrottle). Without it no failure claims they were told.
+        self.alerts: AdminAlerts | None = None
+        self.metrics = metrics
         self._new_id = new_id
         self._tasks = TaskGroup("engine")
         self._timers = TimerHeap(clock)
@@ -177,6 +204,7 @@ class JobEngine:
             clock, self._timers, self._tasks, self.config.progress_interval, self._send_progress
         )
         self._ports: dict[str, DeliveryPort] = {}
+        self.result_bytes = ByteBudget(self.config.result_bytes_in_flight)
         self._active: dict[str, _Active] = {}
         self._by_task: dict[str, str] = {}
         self._running = 0  # concurrency slots in use
@@ -186,6 +214,9 @@ class JobEngine:
         self._closing = False
         self._recovered = False
         self._config_outage = False
+        self._outage_since: float | None = None  # monotonic: first failure of a streak
+        self._outage_alerted_at = -math.inf
+        self._setup_detail: str | None = None
         self._positions_scanned_at = -math.inf
         self._callbacks = (
             self.config.callback_base_url is not None and provider.capabilities.supports_callback
@@ -276,6 +307,10 @@ class JobEngine:
             try:
                 job = await self.store.admit(job)  # QuotaDenied goes up: nothing reserved
                 break
+            except QuotaDenied as denied:
+                if denied.reason is QuotaReason.SERVER_BUDGET:
+                    self._alert_budget(requester.guild_id, denied.remaining)
+                raise
             except ValueError:
                 if attempt == 2:
                     raise
@@ -479,6 +514,7 @@ class JobEngine:
             progress=a.progress if state in (_R, _D) else None,
             eta_seconds=round(eta) if eta is not None else None,
             queue_position=position,
+            note=a.note,
         )
         if position is not None:
             a.sent_position = position
@@ -528,6 +564,7 @@ class JobEngine:
                 self.stats.submits += 1
                 handle = await self.provider.submit(job.request, callback_url=callback_url)
             except SubmitUncertain:
+                self._provider_failed(FailureCategory.TRANSIENT)  # counts towards an outage
                 log.warning("job %s: submit uncertain; failing without a resubmit", job_id)
                 await self._fail(job_id, failures.submit_uncertain(job_id), [_S])
                 return
@@ -548,7 +585,7 @@ class JobEngine:
             a.job = running
             self._by_task[handle.task_id] = job_id
             now = self.clock.monotonic()
-            history = self._durations.bounds(self._duration_key(running))
+            history = self._durations.history(self._duration_key(running))
             a.plan = PollPlan.start(now, self.config.poll, history, handle.estimated_seconds)
             self._publish(a)
             first = (
@@ -563,6 +600,8 @@ class JobEngine:
             await self._fail(job_id, failures.internal(job_id), [_Q, _S])
 
     async def _on_submit_error(self, a: _Active, exc: ProviderError) -> None:
+        self.metrics.provider_failure(self.provider.name, exc.category.value)
+        self._provider_failed(exc.category)
         job_id = a.job.id
         now = self.clock.monotonic()
         if exc.category is FailureCategory.TRANSIENT:
@@ -671,6 +710,8 @@ class JobEngine:
         self._schedule_poll(a, a.plan.next_poll(now, self.config.poll, callbacks=self._callbacks))
 
     async def _on_status_error(self, a: _Active, exc: ProviderError) -> None:
+        self.metrics.provider_failure(self.provider.name, exc.category.value)
+        self._provider_failed(exc.category)
         job_id = a.job.id
         now = self.clock.monotonic()
         if exc.status == 429 or exc.retry_after is not None:
@@ -702,15 +743,27 @@ class JobEngine:
         category = failure.category if failure else FailureCategory.TRANSIENT
         code = failure.code if failure else "task_failed"
         message = failure.message if failure else ""
+        self.metrics.provider_failure(self.provider.name, category.value)
+        # A vanished task (GONE) is never replaced: it may still be generating, and
+        # billing. A failed one is, once, only where the provider documents that failed
+        # tasks cost nothing (Capabilities.failed_tasks_free; docs/providers.md).
         if (
             category is FailureCategory.TRANSIENT
-            and a.task_attempts + 1 < self.config.task_attempts
+            and self.provider.capabilities.failed_tasks_free
+            # Stored with the job: "once" holds across restarts.
+            and a.job.task_attempts + 1 < min(self.config.task_attempts, 2)
             and self._time_left(a) > self.config.poll.default_duration
         ):
-            # A failed task costs nothing; a fresh one may well succeed.
-            a.task_attempts += 1
+            a.note = failures.retry_note(code)
             old_task = a.job.task_id
-            back = await self.store.transition(job_id, [_R], _Q, task_id=None, progress=None)
+            back = await self.store.transition(
+                job_id,
+                [_R],
+                _Q,
+                task_id=None,
+                progress=None,
+                task_attempts=a.job.task_attempts + 1,
+            )
             if back is None:
                 return
             if old_task:
@@ -766,11 +819,22 @@ class JobEngine:
     # --- delivery -------------------------------------------------------------------
 
     async def _deliver(self, a: _Active) -> None:
+        budget = self.result_bytes
+        hold = await budget.acquire(budget.estimate(len(a.job.result_urls)))
+        try:
+            await self._deliver_held(a, hold)
+        finally:
+            hold.release()
+
+    async def _deliver_held(self, a: _Active, hold: Hold) -> None:
         job = a.job
         job_id = job.id
         posted = False
         try:
             images = await self._download_all(job.result_urls)
+            size = sum(len(image.data) for image in images)
+            self.result_bytes.observe(len(images), size)
+            hold.resize(size)
             if not images:
                 reason = "its images could not be downloaded"
                 await self._fail(job_id, failures.no_results(job_id, reason), [_D])
@@ -781,17 +845,22 @@ class JobEngine:
             port = self._ports[job.requester.platform]
             await self._progress.drain(job_id)
             data = await self._post(port, job, images, notes)
+            delivered_count = len(images)
+            del images  # posted: the bytes can go now, before SQLite is written
+            hold.release()
             if data is None:
                 log.error("job %s: the results could not be posted", job_id)
                 await self._fail(job_id, failures.internal(job_id), [_D])
                 return
             posted = True
+            delivered_count = _posted_count(data, delivered_count)
             delivery = {**job.delivery, **data}
-            done = await self._record_delivery(job_id, len(images), delivery)
+            done = await self._record_delivery(job_id, delivered_count, delivery)
             self._untrack(a)
             if done is not None:
                 self.stats.delivered += 1
-                log.info("job %s: delivered %d of %d image(s)", job_id, len(images), count)
+                self.metrics.job_delivered(done, self.clock.now() - job.updated_at)
+                log.info("job %s: delivered %d of %d image(s)", job_id, delivered_count, count)
         except Exception:
             if posted:
                 # The user has the images; only recording it failed, again and again.
@@ -815,6 +884,7 @@ class JobEngine:
                     JobState.DONE,
                     delivered=delivered,
                     delivery=delivery,
+                    result_urls=[],  # posted: the provider's links are not kept
                     progress=100,
                     finished_at=self.clock.now(),
                 )
@@ -828,16 +898,71 @@ class JobEngine:
     async def _post(
         self, port: DeliveryPort, job: Job, images: list[ResultImage], notes: list[str]
     ) -> dict[str, Any] | None:
-        for attempt in range(1, self.config.deliver_attempts + 1):
+        """Post, retried; each try gets `deliver_attempt_timeout` and all of them together
+        `deliver_deadline`, so a hung upload cannot hold the job (and its user's running
+        slot) forever. A retry finds a post that was stored without an answer
+        (DeliveryPort.deliver contract). None: give up (the job fails, refunded)."""
+        config = self.config
+        end = self.clock.monotonic() + config.deliver_deadline
+        for attempt in range(1, config.deliver_attempts + 1):
+            left = end - self.clock.monotonic()
             try:
-                return dict(await port.deliver(job, images, notes))
+                return dict(
+                    await within(
+                        self.clock,
+                        min(config.deliver_attempt_timeout, left),
+                        port.deliver(job, images, notes),
+                    )
+                )
+            except DeadlinePassed:
+                log.warning(
+                    "job %s: posting results got no answer in time (try %d)", job.id, attempt
+                )
             except Exception:
                 log.warning(
                     "job %s: posting results failed (try %d)", job.id, attempt, exc_info=True
                 )
-                if attempt < self.config.deliver_attempts:
-                    await self.clock.sleep(self.config.backoff(attempt))
+            delay = config.backoff(attempt)
+            if attempt == config.deliver_attempts or self.clock.monotonic() + delay >= end:
+                break
+            await self.clock.sleep(delay)
         return None
+
+    async def _resume_delivery(self, a: _Active) -> None:
+        """A job found DELIVERING after a restart may have been posted before the crash:
+        ask its front end first, before downloading anything, and charge exactly the
+        images posted. Otherwise deliver as usual."""
+        job = a.job
+        found = await self._find_posted(job)
+        if found is None:
+            await self._deliver(a)
+            return
+        await self._progress.drain(job.id)
+        try:
+            done = await self._record_delivery(
+                job.id, found.images, {**job.delivery, **found.delivery}
+            )
+        except Exception:
+            log.exception("job %s: found posted but could not be recorded", job.id)
+            done = None
+        self._untrack(a)
+        if done is not None:
+            self.stats.delivered += 1
+            log.info("job %s: %d image(s) were posted before the restart", job.id, found.images)
+
+    async def _find_posted(self, job: Job) -> PostedResults | None:
+        port = self._ports.get(job.requester.platform)
+        if port is None or not hasattr(port, "find_posted"):
+            return None  # a front end without it finds its earlier post in deliver()
+        lookup = cast(PostLookup, port)
+        try:
+            found = await within(
+                self.clock, self.config.deliver_attempt_timeout, lookup.find_posted(job)
+            )
+        except Exception:
+            log.warning("job %s: could not look for an earlier post", job.id, exc_info=True)
+            return None
+        return found if found is not None and found.images > 0 else None
 
     async def _download_all(self, urls: Sequence[str]) -> list[ResultImage]:
         results = await asyncio.gather(
@@ -888,6 +1013,7 @@ class JobEngine:
             a.job = job
             self._untrack(a)
         self.stats.failed += 1
+        self.metrics.job_failed(job, error)
         if error.kind is ErrorKind.INTERNAL:
             log.error("job %s: failed: %s", job_id, error.code)
         self._finishing_task(self._notify_failure(job, error), f"fail-{job_id}")
@@ -898,6 +1024,21 @@ class JobEngine:
         port = self._ports.get(job.requester.platform)
         if port is None:
             return
+        if error.kind is ErrorKind.PROVIDER_CONFIG and error.code != "provider_changed":
+            # Billing, key or setup trouble: the card says the admins have been told
+            # only when they have (now, or of the same cause within the hour).
+            # The bot's own request is another cause than the account: told apart, so
+            # one does not silence the other for the hour.
+            request = error.category is FailureCategory.REQUEST
+            told = await self._tell_admins(
+                AlertFact(
+                    cause=AlertCause.BOT_REQUEST if request else AlertCause.PROVIDER_SETUP,
+                    guild_id=job.requester.guild_id,
+                    detail=self._admin_detail(error),
+                )
+            )
+            message = claim_admins_told(error.message, told, before=failures.NOT_CHARGED)
+            error = error.model_copy(update={"message": message})
         try:
             await port.fail(job, error.model_copy(update={"job_id": job.id}))
         except Exception:
@@ -933,28 +1074,94 @@ class JobEngine:
     # --- provider health -------------------------------------------------------------
 
     def _alert_config(self, code: str, message: str) -> None:
-        """Billing/key trouble: tell the admins once per outage, not once per job."""
+        """Billing/key/setup trouble: tell the admins once per outage, not once per job.
+        It has no server of its own: every server with a job in flight is affected (the
+        failing job's own server too; later ones hear of it when their jobs fail)."""
         if self._config_outage:
             return
         self._config_outage = True
-        text = (
+        text = self._setup_detail = self._setup_text(code, message)
+        # The alert port logs the text itself (LogAlerts), once per server and hour.
+        self._alert_affected(AlertCause.PROVIDER_SETUP, text)
+
+    def _admin_detail(self, error: UserError) -> str:
+        if error.category is FailureCategory.REQUEST:
+            return (
+                f"The image provider {self.provider.name} could not accept a request the bot "
+                f"built ({error.code}). This is the bot's side, not the user's prompt or the "
+                "provider account: check the bot's settings (provider, model, sizes) and the "
+                "log, and report it if it goes on. The user was not charged."
+            )
+        return self._setup_detail or self._setup_text(error.code or "", "")
+
+    def _setup_text(self, code: str, message: str) -> str:
+        return (
             f"The image provider {self.provider.name} refuses the bot's requests "
             f"({code}{': ' + message if message else ''}). Check the API key, balance "
             "and access; users are told the service is unavailable and are not charged."
         )
-        log.error("%s", text)
-        hook = self.on_admin_alert
-        if hook is not None:
-            self._tasks.create_task(self._run_alert(hook, text), name="admin-alert")
 
-    @staticmethod
-    async def _run_alert(hook: AdminAlert, text: str) -> None:
+    def _provider_failed(self, category: FailureCategory) -> None:
+        """A failed provider call: an outage that lasts over OUTAGE_ALERT_AFTER is told
+        to the servers with jobs in flight (the alert port throttles per server)."""
+        if category is not FailureCategory.TRANSIENT:
+            return
+        now = self.clock.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            return
+        lasted = now - self._outage_since
+        if lasted < OUTAGE_ALERT_AFTER or now - self._outage_alerted_at < 60.0:
+            return
+        self._outage_alerted_at = now
+        minutes = round(lasted / 60)
+        self._alert_affected(
+            AlertCause.PROVIDER_OUTAGE,
+            f"The image provider {self.provider.name} has been failing or overloaded for "
+            f"{minutes} minutes. Jobs are retried, then failed and refunded; nothing is "
+            "needed from you unless it lasts (check the provider's status page).",
+        )
+
+    def _alert_budget(self, guild_id: str | None, left: int | None) -> None:
+        if guild_id is None:
+            return
+        what = "is used up" if not left else f"has only {left} image(s) left"
+        self._send_alert(
+            AlertFact(
+                cause=AlertCause.BUDGET_EXHAUSTED,
+                guild_id=guild_id,
+                detail=(
+                    f"The server's monthly image budget {what}: requests are refused until "
+                    "the 1st of next month (UTC). Raise it with /quota budget."
+                ),
+            )
+        )
+
+    def _alert_affected(self, cause: AlertCause, detail: str) -> None:
+        guilds = {a.job.requester.guild_id for a in self._active.values()}
+        for guild_id in sorted(guilds, key=lambda g: g or ""):
+            self._send_alert(AlertFact(cause=cause, guild_id=guild_id, detail=detail))
+
+    def _send_alert(self, fact: AlertFact) -> None:
+        if self.alerts is not None and not self._closing:
+            self._tasks.create_task(self._tell_admins(fact), name=f"alert-{fact.cause.value}")
+
+    async def _tell_admins(self, fact: AlertFact) -> bool:
+        """True when a person has been told. Bounded: a user's failure card waits for
+        this, and must not wait on a hung chat service."""
+        if self.alerts is None:
+            return False
         try:
-            await hook(text)
+            return await within(
+                self.clock, self.config.deliver_attempt_timeout, self.alerts.alert(fact)
+            )
         except Exception:
-            log.warning("the admin alert hook failed", exc_info=True)
+            log.warning("admin alert %s failed", fact.cause.value, exc_info=True)
+            return False
 
     def _provider_ok(self) -> None:
+        self.metrics.provider_ok(self.provider.name)
+        self._outage_since = None
         if self._config_outage:
             self._config_outage = False
             log.warning("the image provider %s accepts requests again", self.provider.name)
@@ -985,7 +1192,7 @@ class JobEngine:
             now = self.clock.monotonic()
             submitted = job.submitted_at if job.submitted_at is not None else job.created_at
             started = now - max(0.0, self.clock.now() - submitted)
-            history = self._durations.bounds(self._duration_key(job))
+            history = self._durations.history(self._duration_key(job))
             a.plan = PollPlan.start(started, self.config.poll, history, None)
             self._publish(a)
             self._poll_now(a)  # it may well have finished while we were away
@@ -995,7 +1202,7 @@ class JobEngine:
             a = self._track(job)
             self._take_user_slot(a)
             self._publish(a, force=True)
-            self._finishing_task(self._deliver(a), f"deliver-{job.id}")
+            self._finishing_task(self._resume_delivery(a), f"deliver-{job.id}")
 
     async def _resume_deadline(self, job: Job) -> Job:
         """The bot's own downtime must not use up a job's deadline before anyone looks:
@@ -1015,3 +1222,10 @@ class JobEngine:
     @staticmethod
     def _duration_key(job: Job) -> DurationKey:
         return (job.provider, job.request.mode.value, job.request.count)
+
+
+def _posted_count(data: dict[str, Any], given: int) -> int:
+    """Images the front end says it posted (an earlier post it found may hold a different
+    number than it was given now); the job is charged exactly that."""
+    posted = data.pop(POSTED_IMAGES, None)
+    return given if posted is None else max(0, int(posted))

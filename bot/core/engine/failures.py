@@ -1,7 +1,9 @@
 """What a user is told when a job fails: the true cause, and that they did not pay.
 
-Provider failure categories map to error kinds one to one; the bot's own billing
-or key trouble is never worded as the user's fault.
+Each message is complete and says "not charged" exactly once; front ends show it as it
+is (adding at most the error code, the job id and a hint), never wrapping it in a second
+cause or a second "nothing was charged". Who is blamed follows the table in
+docs/providers.md: only FailureCategory.USER asks the user to change the prompt or image.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from bot.core.models import ErrorKind, FailureCategory, UserError
 KIND_FOR_CATEGORY = {
     FailureCategory.USER: ErrorKind.USER_INPUT,
     FailureCategory.CONFIG: ErrorKind.PROVIDER_CONFIG,
+    FailureCategory.REQUEST: ErrorKind.PROVIDER_CONFIG,  # the bot's request or setup
     FailureCategory.TRANSIENT: ErrorKind.PROVIDER_OUTAGE,
-    FailureCategory.CANCELLED: ErrorKind.CANCELLED,
+    FailureCategory.GONE: ErrorKind.PROVIDER_OUTAGE,
+    # The bot never asks these providers to cancel: a cancelled task is their doing.
+    FailureCategory.CANCELLED: ErrorKind.PROVIDER_OUTAGE,
 }
 
 NOT_CHARGED = "You were not charged."
+# The only words that ask the user to change their request (FailureCategory.USER only).
+CHANGE_REQUEST = "Please change the prompt or image and try again."
 _DETAIL_LIMIT = 200
 
 
@@ -24,36 +31,55 @@ def _detail(code: str, message: str) -> str:
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
 
 
-def provider_failure_message(kind: ErrorKind, code: str, message: str = "") -> str:
+def category_message(category: FailureCategory, code: str, message: str = "") -> str:
     """The sentence for a failure reported by the provider (task or HTTP error)."""
-    if kind is ErrorKind.USER_INPUT:
+    if category is FailureCategory.USER:
         return (
-            f"The image service refused this request ({_detail(code, message)}). "
-            f"Please change the prompt or image and try again. {NOT_CHARGED}"
+            f"The image service refused your prompt or image ({_detail(code, message)}). "
+            f"{CHANGE_REQUEST} {NOT_CHARGED}"
         )
-    if kind is ErrorKind.PROVIDER_CONFIG:
+    if category is FailureCategory.REQUEST:
         return (
-            "The bot's image service is unavailable (billing/key); admins have been told. "
+            "The image service could not accept the request the bot sent "
+            f"({_detail(code, message)}). This is a problem on the bot's side, not with your "
+            f"prompt or image; a server admin needs to look at it. {NOT_CHARGED}"
+        )
+    if category is FailureCategory.CONFIG:
+        return (
+            "The bot's image service account has a problem (billing, key or access). This is "
+            "not your fault: a server admin needs to check the bot's provider account. "
             f"{NOT_CHARGED}"
         )
-    if kind is ErrorKind.CANCELLED:
-        return f"The image service cancelled this job. {NOT_CHARGED}"
+    if category is FailureCategory.GONE:
+        return (
+            "The image service lost this job's task (it no longer knows it). A new task was "
+            f"not started behind your back, so you are never billed twice. {NOT_CHARGED} "
+            "You can try again."
+        )
+    if category is FailureCategory.CANCELLED:
+        return f"The image service cancelled this task on its side. {NOT_CHARGED}"
     return (
-        "The image service is failing or overloaded right now; please try again later. "
-        f"{NOT_CHARGED}"
+        "The image service is failing or overloaded right now; please try again in a few "
+        f"minutes. {NOT_CHARGED}"
     )
 
 
 def for_category(
     category: FailureCategory, code: str, message: str = "", *, job_id: str | None = None
 ) -> UserError:
-    kind = KIND_FOR_CATEGORY.get(category, ErrorKind.PROVIDER_OUTAGE)
     return UserError(
-        kind=kind,
-        message=provider_failure_message(kind, code, message),
+        kind=KIND_FOR_CATEGORY.get(category, ErrorKind.PROVIDER_OUTAGE),
+        message=category_message(category, code, message),
         code=code,
         job_id=job_id,
+        retry=category is FailureCategory.GONE,
+        category=category,
     )
+
+
+def retry_note(code: str) -> str:
+    """Shown on the status card while a task that failed transiently is replaced."""
+    return f"The image service failed this attempt ({code}); trying once more at no cost."
 
 
 def timeout(deadline_seconds: float, job_id: str) -> UserError:
@@ -73,11 +99,12 @@ def submit_uncertain(job_id: str) -> UserError:
     return UserError(
         kind=ErrorKind.PROVIDER_OUTAGE,
         message=(
-            "The image service did not confirm that it received the request. It was not "
-            f"sent again, to avoid paying twice. {NOT_CHARGED} Please try again."
+            "The image service did not answer clearly: it may have started this; it was not "
+            f"sent again so you are not billed twice. {NOT_CHARGED} You can try again."
         ),
         code="submit_uncertain",
         job_id=job_id,
+        retry=True,
     )
 
 
@@ -85,12 +112,13 @@ def interrupted_submit(job_id: str) -> UserError:
     return UserError(
         kind=ErrorKind.PROVIDER_OUTAGE,
         message=(
-            "The bot restarted while sending this job, so it cannot tell whether the image "
-            f"service got it. It was not sent again, to avoid paying twice. {NOT_CHARGED} "
-            "Please try again."
+            "The bot restarted while sending this job, so the image service may have "
+            "started it. It was not sent again, so you are not billed twice. "
+            f"{NOT_CHARGED} You can try again."
         ),
         code="submit_interrupted",
         job_id=job_id,
+        retry=True,
     )
 
 

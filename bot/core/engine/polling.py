@@ -9,7 +9,7 @@ We poll where the answer can change instead of on a fixed beat. Every job
 carries an estimate of its finish time F with an error bar E (seconds):
 
 * Before any answer, F and E come from a prior: the 5th-95th percentile window
-  of the last 64 durations for the same (provider, mode, count) (falling back
+  of the last 128 durations for the same (provider, mode, count) (falling back
   to the same provider and mode, then the provider), else the provider's own
   estimate in the submit answer (EvoLink's `estimated_time`, taken as +-50 %),
   else a default of 30 +- 20 s, which puts the first poll at 10 s like the
@@ -36,29 +36,32 @@ tests/test_engine_scheduler.py checks the same on the real engine):
     progress, 5 s queue first     3.8        0.4 s     0.5 s
     remaining-time estimate       3.4        0.7 s     0.9 s
     coarse 10 % progress steps    5.3        0.7 s     (p90 3 s)
-    nothing but history           6.4        1.9 s     2.0 s
 
-Without progress or ETA hints the planner knows only what the history tells:
-it starts at the short end of recent durations and steps at most 4 s inside
-the expected window, which still beats the fixed schedule on both counts for
-this spread of durations, but cannot reach a 1 s lag without spending calls.
+Without progress or ETA hints (APIXO, DashScope) history is all there is, and
+the planner follows the near-optimal rule of durations.py on the distribution
+of recent durations: look rarely where tasks seldom finish, often where they
+bunch, each look when the lag expected since the last one reaches
+`lag_per_call`, but never at more calls than the fixed schedule would cost on
+that distribution. `bench/polling.py` measures it against the exact optimum.
 
 Safety rails: never sooner than `first_poll_min` after the submit or
 `min_gap` after the last poll; never longer than `max_interval` between polls;
 if a sharp estimate passes without a result the planner backs off from
 `tail_interval` by x1.5 per miss up to `blind_interval`. When provider
-callbacks are on, polling is only a safety net (`callback_interval`).
+callbacks are on, polling is only a safety net: from the p99 of recent
+durations (`callback_quantile`; else the late end of the estimate), then every
+`callback_interval`.
 The rate limiter and the 429 back-off may delay a planned poll further.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
+from bot.core.engine.durations import DurationKey, Durations, DurationStats
 from bot.core.models import TaskStatus
 
-DurationKey = tuple[str, str, int]  # (provider, mode, count)
+__all__ = ["DurationKey", "DurationStats", "Durations", "PollPlan", "PollPolicy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +71,17 @@ class PollPolicy:
     confident_error: float = 1.0  # an estimate this sharp (s) is aimed at directly
     tail_margin: float = 0.1  # poll this long after the confident finish estimate
     tail_interval: float = 1.0  # first step once the expected finish has passed
-    blind_interval: float = 4.0  # longest step inside the expected window
+    blind_interval: float = 4.0  # longest step inside the expected window (with hints)
     # Step while the estimate is only the default guess (no history, no hints):
     # the documented 5 s beat, since a finer one costs calls without knowledge to aim.
     guess_interval: float = 5.0
+    # With history only: seconds of lag one status call is worth (durations.py). 0.14
+    # gives a median lag just under 1 s on 20-60 s tasks at ~0.93x the fixed
+    # schedule's calls (bench/RESULTS.md, "Poll schedule"); lower buys lag with calls.
+    lag_per_call: float = 0.14
     max_interval: float = 30.0  # longest wait between two polls, whatever the estimate
-    callback_interval: float = 30.0  # safety-net polling when callbacks are on
+    callback_interval: float = 30.0  # safety-net polling when callbacks are on...
+    callback_quantile: float = 0.99  # ...from this quantile of recent durations on
     default_duration: float = 30.0  # prior when nothing is known
     default_error: float = 20.0
     hint_error_ratio: float = 0.5  # a provider's submit-time estimate is this uncertain
@@ -81,65 +89,44 @@ class PollPolicy:
     first_rate_error: float = 0.25  # relative error of the first measured rate
 
 
-class DurationStats:
-    """Recent task durations per (provider, mode, count), with coarser fallbacks.
-
-    A window of recent values (not a mean and deviation) because durations are
-    far from normal: the low and high quantiles bound the window to poll in.
-    """
-
-    def __init__(self, window: int = 64) -> None:
-        self._window = window
-        self._recent: dict[tuple[str, str | None, int | None], deque[float]] = {}
-
-    @staticmethod
-    def _keys(key: DurationKey) -> list[tuple[str, str | None, int | None]]:
-        provider, mode, count = key
-        return [(provider, mode, count), (provider, mode, None), (provider, None, None)]
-
-    def record(self, key: DurationKey, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        for k in self._keys(key):
-            self._recent.setdefault(k, deque(maxlen=self._window)).append(seconds)
-
-    def bounds(self, key: DurationKey) -> tuple[float, float] | None:
-        """(low, high): about the 5th and 95th percentiles of the most specific
-        key with data, widened while there are few samples."""
-        for k in self._keys(key):
-            values = self._recent.get(k)
-            if values:
-                ordered = sorted(values)
-                n = len(ordered)
-                low, high = ordered[int(0.05 * (n - 1))], ordered[int(0.95 * (n - 1) + 0.5)]
-                if n < 8:  # too few to trust the tails
-                    spread = max(high - low, 0.5 * low)
-                    low, high = low - 0.5 * spread, high + 0.5 * spread
-                return max(low, 0.0), high
-        return None
-
-
 class PollPlan:
     """The finish estimate of one running task, and when to ask next."""
 
     __slots__ = (
         "_anchor",
+        "_durations",
         "_error",
         "_evidence",
         "_finish",
+        "_hinted",
         "_last_poll",
         "_misses",
         "_rate",
         "_rate_samples",
+        "_safety_start",
         "_seen",
         "started",
     )
 
-    def __init__(self, started: float, finish: float, error: float, *, evidence: bool) -> None:
+    def __init__(
+        self,
+        started: float,
+        finish: float,
+        error: float,
+        *,
+        evidence: bool,
+        durations: Durations | None = None,
+        safety_start: float | None = None,
+    ) -> None:
         self.started = started
         self._finish = finish
         self._error = error
         self._evidence = evidence  # False while F is only a default guess
+        # History to poll by, until an answer carries progress or a remaining time.
+        self._durations = durations
+        self._hinted = False  # an answer carried progress or a remaining time
+        # Seconds after the submit when safety-net polls start (callbacks on).
+        self._safety_start = finish - started + error if safety_start is None else safety_start
         self._anchor: tuple[float, float] | None = None  # (time, progress) of the last change
         self._rate: float | None = None  # progress percent per second
         self._rate_samples = 0
@@ -152,9 +139,21 @@ class PollPlan:
         cls,
         started: float,
         policy: PollPolicy,
-        history: tuple[float, float] | None,
+        history: Durations | tuple[float, float] | None,
         hint_seconds: float | None,
     ) -> PollPlan:
+        if isinstance(history, Durations):
+            low, high = history.quantile(0.05), history.quantile(0.95)
+            return cls(
+                started,
+                started + (low + high) / 2,
+                (high - low) / 2,
+                evidence=True,
+                # A provider that estimates at submit (EvoLink) reports progress too:
+                # aim at F - E and then at the progress, not by history alone.
+                durations=history if hint_seconds is None else None,
+                safety_start=history.quantile(policy.callback_quantile),
+            )
         if history is not None:
             low, high = history
             return cls(started, started + (low + high) / 2, (high - low) / 2, evidence=True)
@@ -211,12 +210,12 @@ class PollPlan:
             self._rate = rate
             self._finish = finish
             self._error = max(error, step / 2 / rate)
-            self._evidence = True
+            self._evidence = self._hinted = True
         elif status.eta_seconds is not None and status.eta_seconds >= 0:
             old = self._finish
             self._finish = now + status.eta_seconds
             self._error = max(abs(self._finish - old), 0.2 * status.eta_seconds, 0.5)
-            self._evidence = True
+            self._evidence = self._hinted = True
 
     def _step(self) -> int:
         """The provider's progress granularity: 1, or 5/10/20/25 when every value seen
@@ -233,7 +232,19 @@ class PollPlan:
         if self._last_poll is None:
             earliest = max(self.started + policy.first_poll_min, now)
         if callbacks:
-            return max(earliest, now + policy.callback_interval)
+            # The webhook brings the result; these polls only catch a lost one, so they
+            # start when nearly every task has finished (p99 of history), not at once.
+            first = self.started + self._safety_start
+            target = first if now < first - policy.min_gap else now + policy.callback_interval
+            return max(earliest, target)
+        if self._durations is not None and not self._hinted:
+            # History is all we know: the near-optimal rule of durations.py.
+            elapsed = max(now - self.started, 0.0)
+            price = self._durations.price(
+                policy.lag_per_call, policy.guess_interval * 2, policy.guess_interval
+            )
+            step = self._durations.next_poll(elapsed, price)
+            return min(max(self.started + step, earliest), now + policy.max_interval)
         low = self._finish - self._error
         blind = policy.blind_interval if self._evidence else policy.guess_interval
         if self._last_poll is not None and now > self._finish + self._error:
@@ -255,10 +266,16 @@ class PollPlan:
 
     def duration(self, now: float) -> float:
         """Best guess of how long the task took, seen finished at `now`."""
+        elapsed = now - self.started
         if self._last_poll is None:
+            if self._durations is not None:
+                # Done at the first look, somewhere in (0, elapsed]: where history says.
+                # (A fixed fraction of `elapsed` would drag the window's low end below
+                # the shortest task, and so the first poll ever earlier.)
+                return self._durations.expected_within(0.0, elapsed)
             # Done at the first look: it took at most this long. Recording a bit
             # less lets the window's low end creep down towards short tasks.
-            return 0.75 * (now - self.started)
+            return 0.75 * elapsed
         if self._rate is not None and self._last_poll <= self._finish <= now:
             return self._finish - self.started
         return (self._last_poll + now) / 2 - self.started

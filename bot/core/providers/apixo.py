@@ -27,16 +27,24 @@ from bot.core.providers.base import (
 DEFAULT_BASE_URL = "https://api.apixo.ai/api/v1"
 MODEL = "wan-2-5-image"
 
-U, T, C = FailureCategory.USER, FailureCategory.TRANSIENT, FailureCategory.CONFIG
+U, T, C, R = (
+    FailureCategory.USER,
+    FailureCategory.TRANSIENT,
+    FailureCategory.CONFIG,
+    FailureCategory.REQUEST,
+)
+# Task failCodes (an open set; unknown ones are TRANSIENT). Keep in step with the
+# table in docs/providers.md (tests/test_blame_table.py reads it).
 FAIL_CODES: dict[str, FailureCategory] = {
     "PromptInvalid": U,
-    "MissingParameter": U,
-    "BadRequest": U,
     "SensitiveContentDetected": U,
     "ProhibitedContentDetected": U,
     "InputImageSensitiveContentDetected": U,
     "NSFW": U,
     "PromptLengthExceeded": U,
+    # the bot's request: "required fields are missing or malformed"
+    "MissingParameter": R,
+    "BadRequest": R,
     "RateLimitExceeded": T,
     "Task TimeOut": T,
     "Timeout": T,
@@ -102,6 +110,8 @@ class ApixoProvider(HttpProvider):
         supports_callback=True,
         accepts_data_uri=False,
         price_per_image_usd=0.03,  # APIXO's list price; failed images are refunded
+        # "pre-charged for num_images, refunded for failures"
+        failed_tasks_free=True,
     )
     error_categories = FAIL_CODES
     default_result_hosts = ("*.apixo.ai",)
@@ -165,6 +175,13 @@ class ApixoProvider(HttpProvider):
             if isinstance(code, int | str) and str(code).isdigit() and int(code) != 200:
                 return self._error(reply, status=int(code))
         return None
+
+    def _is_error_envelope(self, payload: Any) -> bool:
+        # {"code": 400, "message": "...", "data": ...}: the code is a number (or its text)
+        if not isinstance(payload, dict) or not isinstance(payload.get("message"), str):
+            return False
+        code = payload.get("code")
+        return isinstance(code, int | str) and not isinstance(code, bool) and str(code).isdigit()
 
     def _error_code(self, status: int, payload: Any) -> tuple[str | None, str]:
         # {"code": 400, "message": "Invalid request", "data": {"error": "Missing ..."}}

@@ -1,9 +1,11 @@
 """What the HTTP providers share: calls with explicit timeouts, error mapping, the
 status-query retry policy and result downloads.
 
-Submits are sent exactly once. A submit that may have reached the provider (timeout or
-disconnect after sending, an unreadable 2xx answer, a gateway timeout) raises
-SubmitUncertain; only a connection that was never made is a plain TRANSIENT error.
+Submits are never resent unless the answer proves no task exists (issue 13, rule 1): the
+provider's own error envelope with HTTP 400/401/402/403/422, any 429, or a connection
+that was never made (refused, DNS, TLS: no byte of the request sent). Those raise a
+plain ProviderError. Anything else (5xx of any kind, an HTML page, a reset, a timeout,
+a 2xx body that cannot be parsed) raises SubmitUncertain: the task may exist and bill.
 Status queries are safe to repeat: they retry TRANSIENT failures with exponential
 backoff and jitter, honour Retry-After, sleep on the injected clock, and give up after
 a bounded number of attempts.
@@ -37,11 +39,17 @@ from bot.core.models import (
     TaskState,
     TaskStatus,
 )
+from bot.core.retry import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_API_BODY = 1024 * 1024  # provider JSON answers are a few KB; anything bigger is wrong
+
+# With the provider's own error envelope, these statuses prove a submit created nothing.
+REFUSED_STATUSES = frozenset({400, 401, 402, 403, 422})
+# Codes the base gives failures the provider did not name (see docs/providers.md).
+TASK_NOT_FOUND = "task_not_found"
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,7 @@ class RetryPolicy:
     max_retry_after: float = 30.0
 
     def backoff(self, retry: int, rng: random.Random) -> float:
-        delay = min(self.max_delay, self.base_delay * (2**retry))
-        return delay * (1.0 - self.jitter * rng.random())
+        return Backoff(self.base_delay, self.max_delay, self.jitter).delay(retry, rng)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -87,13 +94,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def category_for_status(status: int) -> FailureCategory:
-    """The category of an HTTP error when the provider's code says nothing more."""
+    """The category of an HTTP error when the provider's code says nothing more.
+    The bot validates the user's prompt and images before sending, so a request the
+    provider calls malformed is the bot's, never the user's (docs/providers.md)."""
     if status in (401, 402, 403):
         return FailureCategory.CONFIG  # the bot's key, balance or access: never the user
-    if status in (400, 413, 415, 422):
-        return FailureCategory.USER
-    if status == 404:
-        return FailureCategory.CONFIG  # a wrong base URL (task lookups handle 404 apart)
+    if status in (400, 404, 405, 413, 415, 422):
+        return FailureCategory.REQUEST  # 404: a wrong base URL (task lookups apart)
     return FailureCategory.TRANSIENT  # 408, 429, 5xx and anything unexpected
 
 
@@ -222,22 +229,31 @@ class HttpProvider:
             ) from None
         except _Lost as exc:
             raise SubmitUncertain(f"{self.name} submit: {exc.message}") from None
-        if reply.status == 504:
-            # The gateway gave up waiting for the model service, which may have the task.
-            raise SubmitUncertain(f"{self.name} submit: gateway timeout (HTTP 504)")
-        if not 200 <= reply.status < 300:
-            raise self._error(reply)
         try:
             payload = reply.json()
         except ValueError:
-            raise SubmitUncertain(f"{self.name} submit: unreadable answer") from None
+            payload = None
+        if not 200 <= reply.status < 300:
+            raise self._submit_refusal(self._error(reply), payload)
+        if payload is None:
+            raise SubmitUncertain(f"{self.name} submit: unreadable answer")
         envelope_error = self._payload_error(payload, reply)
         if envelope_error is not None:
-            raise envelope_error
+            raise self._submit_refusal(envelope_error, payload)
         try:
             return parse(payload)
         except (ValidationError, ValueError, TypeError, KeyError):
             raise SubmitUncertain(f"{self.name} submit: answer without a task id") from None
+
+    def _submit_refusal(self, error: ProviderError, payload: Any) -> ProviderError:
+        """`error` when the answer proves no task was created, else SubmitUncertain."""
+        status = error.status
+        if status == 429:
+            return error  # rate limited: refused before anything was made
+        if status in REFUSED_STATUSES and payload is not None and self._is_error_envelope(payload):
+            return error  # the provider itself says it refused the request
+        log.warning("%s submit: HTTP %s (%s) may have made a task", self.name, status, error.code)
+        return SubmitUncertain(f"{self.name} submit: HTTP {status} ({error.code})")
 
     async def _query(
         self,
@@ -317,19 +333,12 @@ class HttpProvider:
         params: Mapping[str, str] | None = None,
         missing_codes: Sequence[str] = (),
     ) -> TaskStatus:
-        """A status query; a task the provider no longer knows (HTTP 404) has failed."""
+        """A status query; a task the provider no longer knows (HTTP 404) is GONE."""
         try:
             return await self._query("GET", url, parse, params=params)
         except ProviderError as exc:
             if exc.status == 404 or exc.code in missing_codes:
-                return TaskStatus(
-                    state=TaskState.FAILED,
-                    failure=ProviderFailure(
-                        code="task_not_found",
-                        message=f"{self.name} no longer knows this task (expired or unknown id)",
-                        category=FailureCategory.TRANSIENT,
-                    ),
-                )
+                return gone_task(TASK_NOT_FOUND, self.name)
             raise
 
     # --- errors ---------------------------------------------------------------
@@ -337,6 +346,11 @@ class HttpProvider:
     def _error_code(self, status: int, payload: Any) -> tuple[str | None, str]:
         """The provider's error code and message from an error body (None: no code)."""
         return None, ""
+
+    def _is_error_envelope(self, payload: Any) -> bool:
+        """Whether a parsed body is this provider's documented error shape (only then
+        does a 4xx prove a submit created nothing). False unless a subclass knows."""
+        return False
 
     def _payload_error(self, payload: Any, reply: Reply) -> ProviderError | None:
         """An error hidden in a 2xx answer (APIXO's envelope `code`); None when fine."""
@@ -395,7 +409,9 @@ def check_request(request: GenerationRequest, capabilities: Capabilities) -> Non
     if request.count > capabilities.max_count:
         problems.append(f"at most {capabilities.max_count} images per request")
     if problems:
-        raise ProviderError(FailureCategory.USER, "unsupported_request", "; ".join(problems))
+        # Validation should have refused it with the user's words: reaching here is the
+        # bot's mistake, and nothing was sent.
+        raise ProviderError(FailureCategory.REQUEST, "unsupported_request", "; ".join(problems))
 
 
 def result_image(index: int, data: bytes, content_type: str) -> ResultImage:
@@ -418,6 +434,19 @@ def image_size(data: bytes) -> tuple[int | None, int | None]:
             return image.width, image.height
     except (OSError, ValueError, Image.DecompressionBombError):
         return None, None
+
+
+def gone_task(code: str, provider: str) -> TaskStatus:
+    """A task the provider no longer knows (expired or unknown id). GONE: it is never
+    replaced behind the user's back, as it may still be generating and billing."""
+    return TaskStatus(
+        state=TaskState.FAILED,
+        failure=ProviderFailure(
+            code=code,
+            message=f"{provider} no longer knows this task (expired or unknown id)",
+            category=FailureCategory.GONE,
+        ),
+    )
 
 
 def finished(

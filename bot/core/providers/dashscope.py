@@ -20,6 +20,7 @@ from bot.core.providers.base import (
     HttpProvider,
     check_request,
     finished,
+    gone_task,
     task_failure,
 )
 from bot.core.providers.sizes import SIZED_ASPECT_RATIOS, size_for
@@ -28,14 +29,22 @@ DEFAULT_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 MODEL_T2I = "wan2.5-t2i-preview"
 MODEL_I2I = "wan2.5-i2i-preview"
 
-U, T, C = FailureCategory.USER, FailureCategory.TRANSIENT, FailureCategory.CONFIG
+U, T, C, R = (
+    FailureCategory.USER,
+    FailureCategory.TRANSIENT,
+    FailureCategory.CONFIG,
+    FailureCategory.REQUEST,
+)
 # Codes come in dotted families ("Throttling.RateQuota"); the family decides.
+# Keep in step with the table in docs/providers.md (tests/test_blame_table.py reads it).
 ERROR_CODES: dict[str, FailureCategory] = {
-    "DataInspectionFailed": U,
-    "InvalidParameter": U,
-    "InvalidURL": U,
-    "InvalidFile": U,
+    "DataInspectionFailed": U,  # the prompt or an input image failed content inspection
+    "InvalidParameter.DataInspection": U,  # an input image inspection could not read
     "IPInfringementSuspect": U,
+    "InvalidFile": U,  # an input image DashScope cannot read
+    # the bot builds the parameters and hosts the input URLs
+    "InvalidParameter": R,
+    "InvalidURL": R,
     "Arrearage": C,
     "InvalidApiKey": C,
     "AccessDenied": C,
@@ -44,6 +53,8 @@ ERROR_CODES: dict[str, FailureCategory] = {
     "SystemError": T,
     "RequestTimeOut": T,
 }
+# Task states that say the task is gone (ids live 24 h).
+TASK_EXPIRED = "task_expired"
 
 
 # --- wire formats (extra fields are ignored; numeric strings are accepted) ----------
@@ -147,6 +158,11 @@ class DashscopeProvider(HttpProvider):
     async def balance(self) -> float | None:
         return None  # DashScope has no balance API; see the Alibaba Cloud console
 
+    def _is_error_envelope(self, payload: Any) -> bool:
+        if not isinstance(payload, dict):
+            return False
+        return isinstance(payload.get("code"), str) and bool(payload["code"])
+
     def _error_code(self, status: int, payload: Any) -> tuple[str | None, str]:
         # {"code": "InvalidApiKey", "message": "...", "request_id": "..."}
         try:
@@ -180,14 +196,7 @@ def to_status(output: DashscopeOutput) -> TaskStatus:
         )
     if status == "UNKNOWN":
         # Task ids live 24 h: the task expired (or never existed). Nothing will come of it.
-        return TaskStatus(
-            state=TaskState.FAILED,
-            failure=ProviderFailure(
-                code="task_expired",
-                message="DashScope no longer knows this task (expired or unknown id)",
-                category=FailureCategory.TRANSIENT,
-            ),
-        )
+        return gone_task(TASK_EXPIRED, "DashScope")
     if status == "PENDING":
         return TaskStatus(state=TaskState.QUEUED)
     return TaskStatus(state=TaskState.RUNNING)

@@ -36,20 +36,24 @@ DEFAULT_FILES_URL = "https://files-api.evolink.ai"
 MODEL_T2I = "wan2.5-text-to-image"
 MODEL_I2I = "wan2.5-image-to-image"
 
-U, T, C, X = (
+U, T, C, R, G, X = (
     FailureCategory.USER,
     FailureCategory.TRANSIENT,
     FailureCategory.CONFIG,
+    FailureCategory.REQUEST,
+    FailureCategory.GONE,
     FailureCategory.CANCELLED,
 )
+# Keep in step with the table in docs/providers.md (tests/test_blame_table.py reads it).
 ERROR_CODES: dict[str, FailureCategory] = {
-    # task failures the user can fix
+    # task failures: the user's prompt or image
     "content_policy_violation": U,
-    "invalid_parameters": U,
     "image_processing_error": U,
     "image_dimension_mismatch": U,
-    "request_cancelled": X,
-    # task failures worth a later try
+    # the bot builds every parameter (the user's words are validated first)
+    "invalid_parameters": R,
+    "request_cancelled": X,  # the bot never cancels: EvoLink did
+    # task failures on EvoLink's side
     "generation_failed_no_content": T,
     "service_error": T,
     "generation_timeout": T,
@@ -59,7 +63,9 @@ ERROR_CODES: dict[str, FailureCategory] = {
     "resource_not_found": T,
     "unknown_error": T,
     # HTTP errors
-    "invalid_request": U,
+    "invalid_request": R,
+    "invalid_task_id": G,
+    "task_not_found": G,
     "unauthorized": C,
     "insufficient_quota": C,
     "model_access_denied": C,
@@ -150,6 +156,9 @@ class EvolinkProvider(HttpProvider):
         # An estimate in line with the other resellers: set PRICE_PER_IMAGE_USD to
         # your dashboard's figure for exact reports.
         price_per_image_usd=0.03,
+        # "pre-charged based on n, and the actual charge will be based on the number of
+        # generated images": a failed task generated none.
+        failed_tasks_free=True,
     )
     error_categories = ERROR_CODES
     default_result_hosts = ("*.evolink.ai", "*.aliyuncs.com")
@@ -231,6 +240,13 @@ class EvolinkProvider(HttpProvider):
         if not upload.success:
             raise ProviderError(FailureCategory.TRANSIENT, "upload_failed", "EvoLink refused it")
         return upload.data.file_url
+
+    def _is_error_envelope(self, payload: Any) -> bool:
+        try:
+            EvolinkErrorBody.model_validate(payload)
+        except ValueError:
+            return False
+        return True
 
     def _error_code(self, status: int, payload: Any) -> tuple[str | None, str]:
         # {"error": {"code": "insufficient_quota" | 402, "message": ..., "type": ...}}

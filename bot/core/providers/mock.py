@@ -28,7 +28,7 @@ from bot.core.models import (
     TaskState,
     TaskStatus,
 )
-from bot.core.providers.base import result_image
+from bot.core.providers.base import TASK_NOT_FOUND, gone_task, result_image
 from bot.core.providers.sizes import SIZED_ASPECT_RATIOS, parse_ratio
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class MockProvider:
         supports_callback=False,
         accepts_data_uri=True,
         price_per_image_usd=0.0,
+        failed_tasks_free=True,  # nothing is ever billed
     )
 
     def __init__(
@@ -107,7 +108,7 @@ class MockProvider:
         self._purge()
         task = self._tasks.get(task_id)
         if task is None:
-            return _failed("task_not_found", "the mock no longer knows this task")
+            return gone_task(TASK_NOT_FOUND, "the mock")
         if task.cancelled:
             return TaskStatus(
                 state=TaskState.FAILED,
@@ -194,13 +195,6 @@ class MockProvider:
 
 class _InputUnreadable(Exception):
     pass
-
-
-def _failed(code: str, message: str) -> TaskStatus:
-    return TaskStatus(
-        state=TaskState.FAILED,
-        failure=ProviderFailure(code=code, message=message, category=FailureCategory.TRANSIENT),
-    )
 
 
 def _size(aspect_ratio: str, long_side: int) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from bot.core.validation.prepare import (
     Fetched,
     Fetcher,
     ImageSource,
+    InputFetchFailed,
     PreparedImages,
     prepare_images,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ImageInfo",
     "ImageMeta",
     "ImageSource",
+    "InputFetchFailed",
     "InvalidImage",
     "PreparedImages",
     "check_image",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from PIL import Image, ImageOps
 
 from bot.core.validation.dimensions import fitted_size
 from bot.core.validation.limits import CONTENT_TYPES, EXTENSIONS, MAX_BYTES, MIN_SIDE
+from bot.core.validation.pngbands import flatten_rgba_png
 from bot.core.validation.probe import (
     DECODE_ERRORS,
     ImageInfo,
@@ -25,6 +27,16 @@ _FIRST_QUALITY = 92
 _FALLBACK_QUALITIES = (85, 75, 65)
 _SHRINK_QUALITY = 75
 _SHRINK_STEP = 0.8
+_SHRINK_MARGIN = 0.85  # aim this far under MAX_BYTES when shrinking to a predicted size
+# Size prediction: _SAMPLE_BANDS bands of _SAMPLE_ROWS rows (16: whole JPEG blocks).
+_SAMPLE_BANDS = 8
+_SAMPLE_ROWS = 16
+# Predicted this far over the limit: skip the encode. Predictions land within a few %
+# of the real size on photos and noise (see tests/test_validation_repair.py).
+_SURE_OVER = 1.1
+_PNG_WORST = 1.01  # PNG of incompressible pixels: raw size plus filter bytes and framing
+# Below this an RGBA PNG is decoded whole: the band decoder pays off on big images.
+_BAND_MIN_PIXELS = 4_000_000
 # Bicubic: close to Lanczos for photos at about two thirds of its cost on 50 Mpx.
 _RESAMPLE = Image.Resampling.BICUBIC
 # Lossy sources stay lossy; lossless ones (PNG, BMP, GIF, TIFF...) are kept as PNG if it fits.
@@ -65,6 +77,11 @@ def normalize_image(data: bytes, info: ImageInfo, plan: Plan) -> CheckedImage:
 
 def _normalize(data: bytes, info: ImageInfo, plan: Plan) -> CheckedImage:
     notes: list[str] = []
+    if _bandable(info, plan) and (banded := flatten_rgba_png(data)) is not None:
+        # A large RGBA PNG: flattened band by band, never whole in RGBA next to RGB.
+        image, icc = banded
+        notes.append("transparency flattened onto white")
+        return _fit_and_encode(image, (info.width, info.height), info, plan, icc, notes)
     # Everything happens inside the block: the decoded source is used in place, never
     # copied (a 50 Mpx image is 150 MB), and freed when the block ends.
     with Image.open(io.BytesIO(data), formats=pillow_formats(info.format)) as source:
@@ -82,15 +99,37 @@ def _normalize(data: bytes, info: ImageInfo, plan: Plan) -> CheckedImage:
         ImageOps.exif_transpose(image, in_place=True)
         shown = _upright_size(info, image)
         image = _to_provider_colours(image, info, plan, notes)
+        return _fit_and_encode(image, shown, info, plan, icc, notes)
 
-        target = fitted_size(*shown)
-        if target is None:  # rules refuse these first; kept as a guard
-            raise InvalidImage(f"is {pixels_text(*shown)} and cannot be scaled to fit")
-        if image.size != target:
-            image = image.resize(target, _RESAMPLE, reducing_gap=3.0)
-        if target != shown:
-            notes.append(f"scaled {_dims(shown)} -> {_dims(target)}")
-        encoded, out_format, quality, squeezed, image = _encode_to_fit(image, info.format, icc)
+
+def _bandable(info: ImageInfo, plan: Plan) -> bool:
+    return (
+        plan.flatten
+        and info.format == "PNG"
+        and info.mode == "RGBA"
+        and info.bit_depth == 8
+        and not plan.first_frame
+        and info.width * info.height >= _BAND_MIN_PIXELS
+    )
+
+
+def _fit_and_encode(
+    image: Image.Image,
+    shown: tuple[int, int],
+    info: ImageInfo,
+    plan: Plan,
+    icc: bytes | None,
+    notes: list[str],
+) -> CheckedImage:
+    """Scale `image` (RGB or L, upright) into bounds and encode it to fit MAX_BYTES."""
+    target = fitted_size(*shown)
+    if target is None:  # rules refuse these first; kept as a guard
+        raise InvalidImage(f"is {pixels_text(*shown)} and cannot be scaled to fit")
+    if image.size != target:
+        image = image.resize(target, _RESAMPLE, reducing_gap=3.0)
+    if target != shown:
+        notes.append(f"scaled {_dims(shown)} -> {_dims(target)}")
+    encoded, out_format, quality, squeezed, image = _encode_to_fit(image, info.format, icc)
 
     to_fit = f" to fit {megabytes(MAX_BYTES)}" if plan.shrink_bytes or squeezed else ""
     quality_text = f" (quality {quality})" if quality is not None and to_fit else ""
@@ -112,8 +151,13 @@ def _to_provider_colours(
         image = _to_8bit(image)
         notes.append(f"{info.bit_depth}-bit colour reduced to 8-bit")
     if plan.flatten:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+        if image.mode != "RGBA":
+            image = image.convert("RGBA")  # LA, PA, P with tRNS...: a mode change anyway
+        # Pasted onto white with its own alpha as the mask: the only new image is the
+        # RGB result (no RGBA copy, no white RGBA layer, no composite to convert).
+        flat = Image.new("RGB", image.size, _WHITE[:3])
+        flat.paste(image, (0, 0), image)
+        image = flat
         notes.append("transparency flattened onto white")
     if plan.to_rgb:
         notes.append(f"{info.mode} colours converted to RGB")
@@ -159,6 +203,11 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 
 def _save(image: Image.Image, fmt: str, quality: int | None, icc: bytes | None) -> bytes:
+    """Encode the whole image (the expensive step: predicted before it is done)."""
+    return _encode(image, fmt, quality, icc)
+
+
+def _encode(image: Image.Image, fmt: str, quality: int | None, icc: bytes | None) -> bytes:
     buffer = io.BytesIO()
     options: dict[str, object] = {"icc_profile": icc} if icc else {}
     if fmt == "JPEG":
@@ -168,26 +217,73 @@ def _save(image: Image.Image, fmt: str, quality: int | None, icc: bytes | None) 
     return buffer.getvalue()
 
 
+class _Predictor:
+    """Sizes of whole-image encodes, predicted from a sample: bands of rows spread
+    evenly over the image, stacked into one small image (a few % of the pixels), so
+    an encode that is bound to miss MAX_BYTES is never done. The seams between the
+    bands make the sample a little harder to compress: the guess errs high."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image = image
+        self._sample: Image.Image | None = None
+        rows = _SAMPLE_BANDS * _SAMPLE_ROWS
+        if image.height >= 4 * rows:
+            sample = Image.new(image.mode, (image.width, rows))
+            step = (image.height - _SAMPLE_ROWS) / (_SAMPLE_BANDS - 1)
+            for band in range(_SAMPLE_BANDS):
+                top = round(band * step)
+                strip = image.crop((0, top, image.width, top + _SAMPLE_ROWS))
+                sample.paste(strip, (0, band * _SAMPLE_ROWS))
+            self._sample = sample
+
+    def bound_to_exceed(self, fmt: str, quality: int | None, limit: int = MAX_BYTES) -> bool:
+        """Whether this encode would surely be over `limit` (False when unsure)."""
+        return self.predicted(fmt, quality) > limit * _SURE_OVER
+
+    def predicted(self, fmt: str, quality: int | None) -> float:
+        image = self._image
+        if fmt == "PNG" and _raw_bytes(image) * _PNG_WORST <= MAX_BYTES:
+            return 0.0  # even incompressible, it fits: no need to guess
+        if self._sample is None:
+            return 0.0  # small image: encoding it is cheap, just try
+        sampled = len(_encode(self._sample, fmt, quality, None))
+        return sampled * image.height / self._sample.height
+
+
+def _raw_bytes(image: Image.Image) -> int:
+    return image.width * image.height * len(image.getbands())
+
+
 def _encode_to_fit(
     image: Image.Image, source_format: str, icc: bytes | None
 ) -> tuple[bytes, str, int | None, bool, Image.Image]:
     """(bytes, format, JPEG quality or None for PNG, whether the first choice was too big,
-    the image as encoded)."""
+    the image as encoded). Encodes predicted to be over MAX_BYTES are skipped."""
     lossless = source_format not in _LOSSY_SOURCES
-    if lossless:
+    predictor = _Predictor(image)
+    if lossless and not predictor.bound_to_exceed("PNG", None):
         encoded = _save(image, "PNG", None, icc)
         if len(encoded) <= MAX_BYTES:
             return encoded, "PNG", None, False, image
     for quality in (_FIRST_QUALITY, *_FALLBACK_QUALITIES):
+        if predictor.bound_to_exceed("JPEG", quality):
+            continue
         encoded = _save(image, "JPEG", quality, icc)
         if len(encoded) <= MAX_BYTES:
             squeezed = lossless or quality != _FIRST_QUALITY
             return encoded, "JPEG", quality, squeezed, image
     while True:
-        size = (round(image.width * _SHRINK_STEP), round(image.height * _SHRINK_STEP))
+        # JPEG bytes grow with the pixel count: go straight to the size predicted to
+        # fit (with a margin), then by steps if it still does not.
+        predicted = predictor.predicted("JPEG", _SHRINK_QUALITY)
+        step = _SHRINK_STEP
+        if predicted > MAX_BYTES:
+            step = min(step, math.sqrt(MAX_BYTES * _SHRINK_MARGIN / predicted))
+        size = (round(image.width * step), round(image.height * step))
         if min(size) < MIN_SIDE:
             raise InvalidImage(f"could not be made smaller than {megabytes(MAX_BYTES)}")
         image = image.resize(size, _RESAMPLE, reducing_gap=3.0)
+        predictor = _Predictor(image)
         encoded = _save(image, "JPEG", _SHRINK_QUALITY, icc)
         if len(encoded) <= MAX_BYTES:
             return encoded, "JPEG", _SHRINK_QUALITY, True, image

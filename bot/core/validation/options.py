@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -13,12 +14,71 @@ from bot.core.validation.metadata import too_many_images
 DEFAULT_ASPECT_RATIO = "1:1"
 # Users type "16x9", "16/9" or "16 : 9" as often as "16:9".
 _RATIO_SEPARATORS = re.compile(r"\s*[:x/×]\s*", re.IGNORECASE)
+# Bidi embeddings, overrides and isolates: they reorder how the text is *shown* (in
+# Discord messages too), so a prompt could display as something other than what is sent.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Categories that draw nothing: controls, format characters (zero-width space and
+# joiners, U+2060, U+FEFF, soft hyphen...), separators, surrogates, unassigned.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp"})
+_SPACE_RUNS = re.compile(r" {2,}")
+# Default-ignorable characters outside the categories above (Unicode's
+# Default_Ignorable_Code_Point: combining grapheme joiner, Hangul fillers, variation
+# selectors): they draw nothing alone, but are kept beside visible text (an emoji's VS16).
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+
+
+def clean_text(text: str | None) -> str:
+    """A prompt as it may be sent and shown: control characters and NUL removed (line
+    breaks, tabs and other whitespace controls become a space), lone surrogates and bidi
+    overrides removed, runs of spaces collapsed, and trimmed of whitespace and invisible
+    characters at both ends. Joiners inside the text stay: emoji sequences and some
+    scripts need them. Returns "" when nothing visible is left."""
+    if not text:
+        return ""
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp"):
+            if char.isspace():  # \n \t \r, NEL, line/paragraph separators
+                kept.append(" ")
+            continue  # NUL, escape and the other controls
+        if category == "Cs" or char in _BIDI_CONTROLS:
+            continue  # a lone surrogate cannot even be encoded as UTF-8
+        kept.append(char)
+    cleaned = _SPACE_RUNS.sub(" ", "".join(kept))
+    start, end = 0, len(cleaned)
+    while start < end and _invisible(cleaned[start]):
+        start += 1
+    while end > start and _invisible(cleaned[end - 1]):
+        end -= 1
+    cleaned = cleaned[start:end]
+    if all(_invisible(char) or _ignorable(char) for char in cleaned):
+        return ""  # e.g. "\u200b\u034f\u200b": nothing a person could read
+    return cleaned
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
+def _ignorable(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IGNORABLE_RANGES)
 
 
 @dataclass(frozen=True)
 class CheckedOptions:
-    prompt: str  # trimmed
-    negative_prompt: str | None  # trimmed; None when empty or not supported
+    prompt: str  # cleaned (see clean_text)
+    negative_prompt: str | None  # cleaned; None when empty or not supported
     aspect_ratio: str
     count: int
     mode: Mode
@@ -56,7 +116,7 @@ def check_options(
     notes: list[str] = []
     mode = Mode.IMAGE_TO_IMAGE if image_count > 0 else Mode.TEXT_TO_IMAGE
 
-    text = (prompt or "").strip()
+    text = clean_text(prompt)
     if not text:
         problems.append("the prompt is empty; describe the image you want")
     elif len(text) > caps.max_prompt_chars:
@@ -64,7 +124,7 @@ def check_options(
             f"the prompt is {len(text)} characters; the limit is {caps.max_prompt_chars}"
         )
 
-    negative = (negative_prompt or "").strip() or None
+    negative = clean_text(negative_prompt) or None
     if negative is not None and not caps.supports_negative_prompt:
         notes.append(f"negative prompt is not supported by {caps.name}, ignored")
         negative = None

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeVar
 
 from bot.core.errors import ValidationFailed
-from bot.core.models import Capabilities, ImageRef
+from bot.core.models import Capabilities, ErrorKind, ImageRef
 from bot.core.ports import ImageHost
 from bot.core.validation.metadata import ImageMeta, byte_limit, check_metadata
 from bot.core.validation.normalize import CheckedImage
@@ -37,6 +37,24 @@ class Fetcher(Protocol):
     async def fetch(
         self, url: str, *, max_bytes: int | None = None, any_type: bool = False
     ) -> Fetched: ...
+
+
+class InputFetchFailed(ValidationFailed):
+    """An input image could not be fetched right now (timeout, 5xx, reset): nothing is
+    wrong with it, trying again shortly may work. Nothing was spent."""
+
+    kind = ErrorKind.PROVIDER_OUTAGE
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        self.code = "input_unavailable"
+
+
+@dataclass(frozen=True)
+class _Unreachable:
+    """An input image whose download failed for a reason that may pass."""
+
+    problem: str
 
 
 @dataclass(frozen=True)
@@ -87,9 +105,11 @@ async def prepare_images(
 ) -> PreparedImages:
     """Check (and, if `normalize`, repair) every input image before anything is spent.
 
-    Raises `ValidationFailed` listing every problem of every image. Nothing is hosted
-    unless all images pass. Unchanged URL images keep their URL (the provider fetches
-    it); changed or local images are uploaded with `host`. Pillow work runs in
+    Raises `ValidationFailed` listing every problem of every image, or `InputFetchFailed`
+    when the only problem is that an image could not be fetched right now (a timeout, a
+    5xx, a reset: not the image's fault). Nothing is hosted unless all images pass.
+    Unchanged URL images keep their URL (the provider fetches it); changed or local
+    images are uploaded with `host`. Pillow work runs in
     `executor` (the loop's default when None; pass a small dedicated pool to bound the
     memory of concurrent conversions).
     """
@@ -100,8 +120,11 @@ async def prepare_images(
         for source, meta in zip(sources, metas, strict=True)
     )
     problems = [problem for result in results if isinstance(result, list) for problem in result]
+    unreachable = [result.problem for result in results if isinstance(result, _Unreachable)]
     if problems:
-        raise ValidationFailed(problems)
+        raise ValidationFailed(problems + unreachable)
+    if unreachable:
+        raise InputFetchFailed(unreachable)
     checked = [result for result in results if isinstance(result, CheckedImage)]
     refs = await _all(
         _ref(source, meta, image, host)
@@ -135,8 +158,9 @@ async def _check_one(
     normalize: bool,
     fetch: Fetcher,
     executor: Executor | None,
-) -> CheckedImage | list[str]:
-    """The checked image, or the user-facing problems with it."""
+) -> CheckedImage | list[str] | _Unreachable:
+    """The checked image, the user-facing problems with it, or why it could not be
+    fetched right now."""
     data = source.data
     if data is None:
         assert source.url is not None
@@ -145,6 +169,11 @@ async def _check_one(
         except Exception as exc:  # the fetcher's reason is the message; never crash on it
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             log.info("input image %d download failed: %s", meta.index, reason)
+            if getattr(exc, "transient", False):
+                return _Unreachable(
+                    f"{meta.label} could not be fetched right now ({reason}); "
+                    "please try again shortly"
+                )
             return [f"{meta.label} could not be downloaded: {reason}"]
         data = bytes(fetched.data)
     loop = asyncio.get_running_loop()

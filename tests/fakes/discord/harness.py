@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,46 @@ class Busy:
 
     def __init__(self) -> None:
         self.count = 0
+
+
+class BotRequests:
+    """Counts the bot's REST calls in flight from discord.py's side, so waits between
+    tries that discord.py makes in real time (rate limits, 5xx) count as work: fake
+    time must not jump over them. Requests the fake hangs on purpose are not work:
+    compare with `FakeDiscord.hanging`."""
+
+    def __init__(self, bot: WanBot, on_done: Callable[[], None] | None = None) -> None:
+        self.count = 0
+        real = bot.http.request
+
+        async def request(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            try:
+                return await real(*args, **kwargs)
+            finally:
+                self.count -= 1
+                if on_done is not None:
+                    on_done()
+
+        bot.http.request = request  # type: ignore[method-assign]
+
+
+def count_pool_work(pool: ThreadPoolExecutor, busy: Busy) -> None:
+    """Count work submitted to `pool` as busy until its result is back on the loop (the
+    same pool object stays in use, so whoever holds it keeps working)."""
+    loop = asyncio.get_running_loop()
+    real_submit = pool.submit
+
+    def done() -> None:
+        busy.count -= 1
+
+    def submit(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        busy.count += 1
+        future = real_submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(done))
+        return future
+
+    pool.submit = submit  # type: ignore[method-assign]
 
 
 class Counting:
@@ -92,6 +133,8 @@ def build_runtime(
             clock, latency, downloader=downloader, failure_hook=failure_hook, long_side=long_side
         )
     rt = Runtime(settings, clock=clock, provider=Counting(mock, busy), http=session)  # type: ignore[arg-type]
+    # Pillow work is real work too: fake time must not jump over it (delivery timers).
+    count_pool_work(rt.image_executor, busy)
     store = Counting(rt.jobs, busy)
     rt.jobs = store  # type: ignore[assignment]
     rt.engine.store = store  # type: ignore[assignment]
@@ -106,6 +149,7 @@ class Running:
     clock: FakeClock
     busy: Busy
     mock: MockProvider
+    bot_requests: BotRequests | None = None
 
     async def settle(self, turns: int = 30, timeout: float = 5.0) -> None:
         """Until nothing is in flight (fake Discord requests, store and provider calls)
@@ -115,10 +159,14 @@ class Running:
         calm = 0
         while calm < turns:
             await asyncio.sleep(0)
-            busy = self.fake.in_flight or self.busy.count
+            busy = self.fake.in_flight or self.busy.count or self._bot_waiting()
             calm = 0 if busy else calm + 1
             if loop.time() > end:
                 raise AssertionError("requests still in flight")
+
+    def _bot_waiting(self) -> bool:
+        """discord.py between tries (a real-time wait), not a request hung on purpose."""
+        return self.bot_requests is not None and self.bot_requests.count > self.fake.hanging
 
     async def drive(
         self, check: Callable[[], T | None], *, limit: float = 7200.0, timeout: float = 10.0
@@ -189,7 +237,8 @@ async def running_bot(
         config = settings_for_tests(db_path, **(settings or {}))
         rt, busy, mock = build_runtime(config, clock, session, **runtime_options)
         with endpoints(fake.api_base, fake.gateway_url):
-            bot = WanBot(rt, guild_ready_timeout=0.05)
+            bot = WanBot(rt, guild_ready_timeout=0.05, metrics=rt.metrics)
+            bot_requests = BotRequests(bot)
             connect: asyncio.Task[None] | None = None
             try:
                 await bot.login("fake-bot-token")
@@ -197,7 +246,7 @@ async def running_bot(
                 await rt.start()
                 connect = asyncio.create_task(bot.connect(reconnect=False))
                 await asyncio.wait_for(bot.wait_until_ready(), timeout=5.0)
-                yield Running(fake, bot, rt, clock, busy, mock)
+                yield Running(fake, bot, rt, clock, busy, mock, bot_requests)
             finally:
                 await rt.close()
                 await bot.close()

@@ -9,11 +9,15 @@ callback window (404/10062), the 15 min token (401/50027), the upload limit
 (413/40005), at most 10 files (400/30015), channel permissions (403/50013),
 nonces with `enforce_nonce` (a nonce repeated within a few minutes returns the
 existing message; later it posts again, as on Discord), message history,
-plus scripted failures (429 with Via + retry_after, 5xx, anything).
+direct messages (dms.py: POST /users/@me/channels, 403/50007 for users who refuse
+DMs), plus scripted failures (429 with Via + retry_after, 5xx, anything) and
+requests that never get an answer (`hang_next`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
@@ -22,6 +26,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.discord.dms import DmMixin
 from tests.fakes.discord.rest import RestMixin
 from tests.fakes.discord.users import UsersMixin
 from tests.fakes.discord.wire import (
@@ -29,6 +34,7 @@ from tests.fakes.discord.wire import (
     JSON_TYPE,
     UPLOAD,
     ApiError,
+    HangRule,
     RecordedFile,
     RecordedRequest,
     ScriptedFailure,
@@ -38,7 +44,7 @@ from tests.fakes.discord.wire import (
 )
 
 
-class FakeDiscord(RestMixin, UsersMixin):
+class FakeDiscord(RestMixin, UsersMixin, DmMixin):
     """The server: routes, recording, scripted failures (state and handlers are in the
     mixins: world.py, gateway.py, users.py, rest.py)."""
 
@@ -55,6 +61,7 @@ class FakeDiscord(RestMixin, UsersMixin):
         return self
 
     async def close(self) -> None:
+        self._hang_release.set()  # hung requests end (with a 503) so the server can stop
         for conn in list(self._connections):
             await conn.ws.close()
         if self._runner is not None:
@@ -73,6 +80,7 @@ class FakeDiscord(RestMixin, UsersMixin):
         r.add_get("/gateway", self._gateway)
         r.add_get("/attachments/{channel}/{attachment}/{filename}", self._cdn)
         r.add_get(api + "/users/@me", self._me)
+        r.add_post(api + "/users/@me/channels", self._open_dm)
         r.add_get(api + "/users/{user}", self._get_user)
         r.add_get(api + "/oauth2/applications/@me", self._app_info)
         r.add_get(api + "/applications/@me", self._app_info)
@@ -120,9 +128,64 @@ class FakeDiscord(RestMixin, UsersMixin):
             )
             request[UPLOAD] = upload
             self.requests.append(rec)
+            hang = self._take_hang(rec)
+            if hang is not None:
+                if hang.after_storing:
+                    await self._answer(request, handler, rec)
+                return await self._hang(request, rec)
+            if path.startswith("/channels/") and request.method == "POST":
+                channel = request.match_info.get("channel", "")
+                if self.is_dm_channel(channel) and path.endswith("/messages"):
+                    return await self._answer(request, lambda _: self._post_dm(request), rec)
             return await self._answer(request, handler, rec)
         finally:
             self.in_flight -= 1
+
+    def hang_next(
+        self,
+        method: str,
+        pattern: str,
+        *,
+        times: int = 1,
+        when: Callable[[RecordedRequest], bool] | None = None,
+        after_storing: bool = False,
+    ) -> None:
+        """The next `times` matching requests are read and recorded (in `hung`), then
+        never answered: nothing is stored, as when Discord hangs before handling it (with
+        `after_storing`, handled first: the message exists, the answer is lost). They
+        do not count as in flight (waiting for them is the point). When the fake closes
+        they end with a 503."""
+        self._hangs.append(HangRule(method, pattern, times, when, after_storing))
+
+    def _take_hang(self, rec: RecordedRequest) -> HangRule | None:
+        for rule in self._hangs:
+            if rule.method == rec.method and re.fullmatch(rule.pattern, rec.path):
+                if rule.when is not None and not rule.when(rec):
+                    continue
+                rule.times -= 1
+                if rule.times <= 0:
+                    self._hangs.remove(rule)
+                return rule
+        return None
+
+    async def _hang(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+        self.hung.append(rec)
+        self.in_flight -= 1
+        self.hanging += 1
+        await self._notify()
+        try:
+            # Until the fake closes, or the client gives up (then it no longer waits, so
+            # it stops counting as hanging; aiohttp has no event for that: look often).
+            while not self._hang_release.is_set() and not _gone(request):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hang_release.wait(), timeout=0.01)
+        finally:
+            self.in_flight += 1
+            self.hanging -= 1
+            await self._notify()
+        if not rec.status:  # one stored before hanging keeps its status: it was made
+            rec.status = 503
+        return json_response({"message": "the fake Discord is closing", "code": 0}, 503)
 
     async def _answer(
         self, request: web.Request, handler: Callable[[web.Request], Any], rec: RecordedRequest
@@ -247,3 +310,8 @@ class FakeDiscord(RestMixin, UsersMixin):
             }
             return json_response(body, 429, headers)
         return json_response({"message": failure.message, "code": failure.code}, failure.status)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

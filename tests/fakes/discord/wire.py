@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,19 @@ class ScriptedFailure:
     retry_after: float | None
     via: bool
     is_global: bool
+
+
+@dataclass
+class HangRule:
+    """The next `times` requests matching `method`, the path regex and `when` (given
+    the recorded request, files included) are never answered."""
+
+    method: str
+    pattern: str
+    times: int
+    when: Callable[[RecordedRequest], bool] | None = None
+    # Handled first (a message is stored), then the answer never goes out.
+    after_storing: bool = False
 
 
 class ApiError(Exception):

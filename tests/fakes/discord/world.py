@@ -34,6 +34,7 @@ from tests.fakes.discord.wire import (
     MESSAGE_CONTENT_INTENT,
     FakeInteraction,
     GatewayConnection,
+    HangRule,
     RecordedFile,
     RecordedRequest,
     ScriptedFailure,
@@ -89,6 +90,16 @@ class World:
         self._command_ids: dict[str, str] = {}
         self._nonces: dict[tuple[str, str], tuple[str, float]] = {}  # -> (message, clock)
         self._scripted: list[ScriptedFailure] = []
+        # Direct messages (dms.py): channel id -> recipient id, messages sent, users
+        # who refuse DMs from the bot.
+        self.dm_channels: dict[str, str] = {}
+        self.dm_messages: list[dict[str, Any]] = []
+        self.dms_closed: set[str] = set()
+        # Requests that never get an answer (server.hang_next), and those caught so far.
+        self._hangs: list[HangRule] = []
+        self.hung: list[RecordedRequest] = []
+        self.hanging = 0  # hung requests whose client still waits
+        self._hang_release = asyncio.Event()
         self._connections: list[GatewayConnection] = []
         self._seq = itertools.count(1)
         self._changed = asyncio.Condition()

@@ -1,0 +1,105 @@
+"""The one retry helper: `Backoff` (exponential delays, a cap, jitter), used by every
+loop that retries (provider status queries, the engine, front-end connections), and
+`retry_until_stopped`, which retries a connection until it works or the process is
+told to stop.
+
+Platform-free: a front end (Discord today, Slack later) passes its own `attempt`
+and a `classify` that says which failures are worth waiting out. Each retry is
+announced as one line (no traceback): an outage is expected, not a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bot.core.clock import Clock
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential delays with a cap and random jitter (so many bots restarted by one
+    outage do not all knock again at the same instant)."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    jitter: float = 0.5  # up to this fraction of each delay is randomly taken off
+
+    def delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds before retry number `retry` (0 = the first retry). `rng` (needed only
+        with jitter) is injectable so tests can pin the draw."""
+        raw = min(self.cap, self.base * (2 ** min(max(retry, 0), 32)))
+        if not self.jitter:
+            return float(raw)
+        return raw * (1.0 - self.jitter * (rng or _RNG).random())
+
+
+_RNG = random.Random()
+
+
+def one_line(exc: BaseException | None) -> str:
+    """`Type: message` on one line, for logs that must not carry a traceback."""
+    if exc is None:
+        return "unknown error"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Stopped(Exception):
+    """`stop` was set before the attempt succeeded."""
+
+
+async def retry_until_stopped(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    classify: Callable[[BaseException], str | None],
+    stop: asyncio.Event,
+    clock: Clock,
+    on_retry: Callable[[str, int, float], None],
+    backoff: Backoff | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Run `attempt` until it returns. A failure `classify` names (returns a short reason
+    for) is retried after a backoff delay, reported through `on_retry(reason, retry,
+    delay)`; any other failure goes up unchanged. Raises `Stopped` once `stop` is set."""
+    policy = backoff or Backoff()
+    rng = rng or random.Random()
+    retry = 0
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            return await unless_stopped(attempt(), stop)
+        except Stopped:
+            raise
+        except Exception as exc:
+            reason = classify(exc)
+            if reason is None:
+                raise
+        delay = policy.delay(retry, rng)
+        on_retry(reason, retry + 1, delay)
+        await unless_stopped(clock.sleep(delay), stop)
+        retry += 1
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """`work`, or Stopped as soon as `stop` is set (the work is cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled():
+        raise Stopped
+    return task.result()

@@ -1,0 +1,1 @@
+"""Operating the bot: Prometheus metrics, the health check and their HTTP endpoints."""

@@ -1,0 +1,251 @@
+"""Quota administration in PostgreSQL (implements `bot.core.ports.QuotaAdmin`).
+
+The PostgreSQL twin of storage/quotas.py: the rules are bot/core/quota.py's, this
+module stores settings and reads usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from bot.core.clock import Clock
+from bot.core.errors import ValidationFailed
+from bot.core.models import (
+    DayUsage,
+    GuildConfig,
+    Period,
+    ServerReport,
+    UsageReport,
+    UsageRow,
+)
+from bot.core.quota import QuotaDefaults, assess, period_window, usage_report
+from storage.job_rows import ACTIVE_STATES_SQL
+from storage.postgres.db import PgDatabase
+from storage.postgres.facts import read_facts
+from storage.postgres.jobs import SCOPE_LOCK
+
+_SERVER_SUBJECT = ""  # quota_limits.subject_id of a server default
+
+
+class PostgresQuotaAdmin:
+    def __init__(
+        self,
+        db: PgDatabase,
+        clock: Clock,
+        defaults: QuotaDefaults,
+        price_per_image_usd: float,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._defaults = defaults
+        self._price = price_per_image_usd
+
+    async def usage(
+        self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
+    ) -> UsageReport:
+        now = self._clock.now()
+        # One snapshot for both reads, so that `used` and `in_flight` agree.
+        async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
+            facts = await read_facts(
+                conn, scope=guild_id, user_id=user_id, role_ids=role_ids, now=now
+            )
+            window = assess(facts, self._defaults, is_admin=is_admin, now=now).window
+            in_flight = await conn.fetchval(
+                # The literal state list: the partial index jobs_user_state (0006).
+                "SELECT COALESCE(SUM(reserved), 0) FROM jobs "
+                f"WHERE user_id = $1 AND scope_id = $2 AND state IN {ACTIVE_STATES_SQL} "
+                "AND admitted_at >= $3 AND admitted_at < $4",
+                user_id,
+                guild_id,
+                window.start,
+                window.end,
+            )
+        return usage_report(
+            facts,
+            self._defaults,
+            guild_id=guild_id,
+            user_id=user_id,
+            is_admin=is_admin,
+            now=now,
+            in_flight=int(in_flight),
+        )
+
+    async def set_user_limit(
+        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
+    ) -> None:
+        await self._set_limit(guild_id, "user", user_id, limit, period)
+
+    async def clear_user_limit(self, guild_id: str, user_id: str) -> None:
+        await self._clear_limit(guild_id, "user", user_id)
+
+    async def set_role_limit(
+        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
+    ) -> None:
+        await self._set_limit(guild_id, "role", role_id, limit, period)
+
+    async def clear_role_limit(self, guild_id: str, role_id: str) -> None:
+        await self._clear_limit(guild_id, "role", role_id)
+
+    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None:
+        await self._set_limit(guild_id, "server", _SERVER_SUBJECT, limit, period)
+
+    async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None:
+        """Images per calendar month for the whole server; None removes the budget.
+
+        Holds the server's quota lock exclusively (see storage/postgres/jobs.py): admits
+        that saw no budget share that lock, so they commit before a new budget does."""
+        if monthly_images is not None:
+            _check_count("the monthly budget", monthly_images)
+        async with self._db.transaction() as conn:
+            await conn.execute(SCOPE_LOCK, guild_id)
+            if monthly_images is None:
+                await conn.execute("DELETE FROM server_budgets WHERE guild_id = $1", guild_id)
+                return
+            await conn.execute(
+                "INSERT INTO server_budgets (guild_id, monthly_images, updated_at) "
+                "VALUES ($1, $2, $3) "
+                "ON CONFLICT (guild_id) DO UPDATE SET monthly_images = excluded.monthly_images, "
+                "updated_at = excluded.updated_at",
+                guild_id,
+                monthly_images,
+                self._clock.now(),
+            )
+
+    async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
+        """Extra images for the user's current period (a grant counts in the window
+        containing the moment it was made)."""
+        if images < 1:
+            raise ValidationFailed(["a grant must be at least 1 image"])
+        await self._db.execute(
+            "INSERT INTO grants (guild_id, user_id, images, granted_by, granted_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            guild_id,
+            user_id,
+            images,
+            granted_by,
+            self._clock.now(),
+        )
+
+    async def block(self, guild_id: str, user_id: str, reason: str | None = None) -> None:
+        await self._db.execute(
+            "INSERT INTO blocks (guild_id, user_id, reason, blocked_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason",
+            guild_id,
+            user_id,
+            reason,
+            self._clock.now(),
+        )
+
+    async def unblock(self, guild_id: str, user_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM blocks WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
+        )
+
+    async def server_report(self, guild_id: str) -> ServerReport:
+        """Images charged (delivered) this calendar month, per user and per UTC day, with
+        their cost: the prices stored with each charge (migration 0003); charges without
+        a stored price are costed at the configured one. In-flight jobs are not in it."""
+        month = period_window(Period.MONTH, self._clock.now())
+        sums = (
+            "SUM(images) AS images, "
+            "COALESCE(SUM(images * unit_price_usd), 0) AS priced, "
+            "COALESCE(SUM(images) FILTER (WHERE unit_price_usd IS NULL), 0) AS unpriced "
+            "FROM ledger WHERE guild_id = $1 AND kind = 'charge' "
+            "AND period_ts >= $2 AND period_ts < $3"
+        )
+        rows = await self._db.fetch(
+            f"SELECT user_id, {sums} "
+            "GROUP BY user_id HAVING SUM(images) > 0 ORDER BY images DESC, user_id",
+            guild_id,
+            month.start,
+            month.end,
+        )
+        by_day = await self._db.fetch(
+            f"SELECT floor(period_ts / 86400)::bigint * 86400 AS day, {sums} "
+            "GROUP BY day HAVING SUM(images) > 0 ORDER BY day",
+            guild_id,
+            month.start,
+            month.end,
+        )
+        budget = await self._db.fetchval(
+            "SELECT monthly_images FROM server_budgets WHERE guild_id = $1", guild_id
+        )
+        costs = {row["user_id"]: self._cost(row) for row in rows}
+        users = [
+            UsageRow(
+                user_id=row["user_id"],
+                images=int(row["images"]),
+                cost_usd=round(costs[row["user_id"]], 4),
+            )
+            for row in rows
+        ]
+        return ServerReport(
+            guild_id=guild_id,
+            period_start=month.start,
+            images=sum(user.images for user in users),
+            cost_usd=round(sum(costs.values()), 4),
+            budget=budget,
+            users=users,
+            days=[
+                DayUsage(
+                    day=float(row["day"]),
+                    images=int(row["images"]),
+                    cost_usd=round(self._cost(row), 4),
+                )
+                for row in by_day
+            ],
+        )
+
+    async def guild_config(self, guild_id: str) -> GuildConfig:
+        config = await self._db.fetchval(
+            "SELECT config FROM guild_config WHERE guild_id = $1", guild_id
+        )
+        if config is None:
+            return GuildConfig(guild_id=guild_id)
+        return GuildConfig.model_validate_json(config)
+
+    async def set_guild_config(self, config: GuildConfig) -> None:
+        await self._db.execute(
+            "INSERT INTO guild_config (guild_id, config, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (guild_id) DO UPDATE SET config = excluded.config, "
+            "updated_at = excluded.updated_at",
+            config.guild_id,
+            config.model_dump_json(),
+            self._clock.now(),
+        )
+
+    async def _set_limit(
+        self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
+    ) -> None:
+        _check_count("a limit", limit)
+        await self._db.execute(
+            "INSERT INTO quota_limits (guild_id, scope, subject_id, images_limit, period, "
+            "updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (guild_id, scope, subject_id) DO UPDATE SET "
+            "images_limit = excluded.images_limit, period = excluded.period, "
+            "updated_at = excluded.updated_at",
+            guild_id,
+            scope,
+            subject_id,
+            limit,
+            Period(period).value if period else None,
+            self._clock.now(),
+        )
+
+    async def _clear_limit(self, guild_id: str, scope: str, subject_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM quota_limits WHERE guild_id = $1 AND scope = $2 AND subject_id = $3",
+            guild_id,
+            scope,
+            subject_id,
+        )
+
+    def _cost(self, row: asyncpg.Record) -> float:
+        return float(row["priced"]) + int(row["unpriced"]) * self._price
+
+
+def _check_count(what: str, value: int) -> None:
+    if value < 0:
+        raise ValidationFailed([f"{what} cannot be negative (got {value})"])
