@@ -20,10 +20,10 @@ from bot.core.clock import SystemClock
 from bot.core.models import GenerationRequest, Job, JobState, Requester
 from bot.core.ports import JobStore
 from bot.core.quota import QuotaDefaults
-from storage.db import Database
-from storage.jobs import SqliteJobStore
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
 
 USERS = 100
 WARMUP_SECONDS = 1.0
@@ -246,7 +246,7 @@ run the bench checks that the ledger's usage equals the images delivered.
 SQLite (`SqliteJobStore`): both calls are `Database.atomic()` units, one hop to SQLite's
 thread each, and units that arrive together share one `BEGIN IMMEDIATE ... COMMIT` (each
 in its own savepoint), which is where the throughput comes from. One file in WAL mode
-with `synchronous=FULL` (as `storage.db.Database` opens it) on the machine's local disk.
+with `synchronous=FULL` (as `storage.sqlite.db.Database` opens it) on the machine's local disk.
 
 PostgreSQL (`PostgresJobStore`): a server started for the run on the same disk, over a
 unix socket, with its default durable settings (fsync, synchronous_commit on), and the

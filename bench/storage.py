@@ -35,8 +35,8 @@ from bot.core.engine.engine import CALLBACK_TOKEN
 from bot.core.models import GenerationRequest, Job, JobState, Requester
 from bot.core.quota import QuotaDefaults
 from bot.discord.delivery import INPUT_NOTES, Target
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Storage: database bytes per job"

@@ -15,8 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings, unknown_setting_warnings
-from storage.errors import DatabaseUnavailable
-from storage.lock import DatabaseInUse
+from storage.errors import DatabaseInUse, DatabaseUnavailable
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,7 +68,7 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _migrate_sqlite(path: Path) -> int:
-    from storage.db import Database, load_migrations
+    from storage.sqlite.db import Database, load_migrations
 
     before = await asyncio.to_thread(_sqlite_version, path)
     db = Database(path)
@@ -85,7 +85,7 @@ async def _migrate_sqlite(path: Path) -> int:
 def _sqlite_version(path: Path) -> int:
     if not path.is_file():
         return 0
-    from storage.backup import read_only_uri
+    from storage.sqlite.backup import read_only_uri
 
     conn = sqlite3.connect(read_only_uri(path), uri=True)
     try:

@@ -156,7 +156,7 @@ class Runtime:
 
     async def open(self) -> Runtime:
         """Take the database's process lock, then open it (idempotent). Raises
-        storage.lock.DatabaseInUse, naming the holder's PID, when another process has it."""
+        storage.errors.DatabaseInUse, naming the holder's PID, when another process has it."""
         if not self._opened:
             tune_allocator()  # see bot/memory.py
             await self.store.open()

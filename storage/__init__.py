@@ -1,1 +1,2 @@
-"""SQLite storage: the connection owner, numbered migrations and the stores."""
+"""Storage: one adapter per backend (storage/sqlite/, storage/postgres/); the
+backend-neutral rules and errors live here, and storage/factory.py picks one."""

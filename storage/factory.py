@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from bot.core.clock import Clock, SystemClock
 from bot.core.ports import JobStore, QuotaAdmin
 from bot.core.quota import QuotaDefaults
-from storage import health, prune
-from storage.db import Database
-from storage.lock import ProcessLock
 from storage.postgres import ops as pg_ops
 from storage.postgres.db import PgDatabase
 from storage.postgres.ops import PgProcessLock
+from storage.sqlite import health, prune
+from storage.sqlite.db import Database
+from storage.sqlite.lock import ProcessLock
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -38,7 +38,7 @@ class Store:
 
     async def open(self, *, exclusive: bool = True) -> None:
         """Connect and migrate. `exclusive`: first take the one-bot-per-database lock
-        (raises storage.lock.DatabaseInUse naming the holder's PID)."""
+        (raises storage.errors.DatabaseInUse naming the holder's PID)."""
         if exclusive:
             await self._acquire()
         try:
@@ -124,8 +124,8 @@ def build_store(
             PgProcessLock(db.url, db.display),
             clock,
         )
-    from storage.jobs import SqliteJobStore
-    from storage.quotas import SqliteQuotaAdmin
+    from storage.sqlite.jobs import SqliteJobStore
+    from storage.sqlite.quotas import SqliteQuotaAdmin
 
     return Store(
         "sqlite",

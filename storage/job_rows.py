@@ -7,12 +7,15 @@ which decoding fills in again. The requester's platform and user id are columns 
 the row, and so is its server (scope_id), so its JSON leaves them out; rows written
 before migration 0006 still carry them and decode the same.
 
-Pure: no connection, no SQL dialect.
+Also the store rules that do not depend on the backend: the row admit() inserts, the
+checks of transition() and finish(), and what they report. Pure: no connection, no
+SQL dialect.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -20,8 +23,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bot.core.errors import NotFound
 from bot.core.models import ACTIVE_STATES, Job, JobState
-from bot.core.quota import DIRECT_SCOPE
+from bot.core.quota import DIRECT_SCOPE, quota_scope
+
+log = logging.getLogger(__name__)
 
 JSON_FIELDS = frozenset({"requester", "request", "result_urls", "delivery"})
 # Pydantic models among them: stored without their default-valued fields.
@@ -118,3 +124,65 @@ def job_from_row(row: Iterable[Any]) -> Job:
     if scope_id != DIRECT_SCOPE:
         requester.setdefault("guild_id", scope_id)
     return Job.model_validate(data)
+
+
+def admission(
+    job: Job, price_per_image_usd: float | None, now: float
+) -> tuple[Job, dict[str, Any]]:
+    """`job` as admit() stores it (see admitted()) and its row: the Job's fields and
+    EXTRA_COLUMNS, by column name."""
+    requester = job.requester
+    scope = quota_scope(requester.guild_id)
+    job = admitted(job, price_per_image_usd)
+    params = row_params(job, scope)
+    params.update(
+        platform=requester.platform,
+        user_id=requester.user_id,
+        scope_id=scope,
+        admitted_at=admitted_at(now),
+    )
+    return job, params
+
+
+def expected_states(expected: Iterable[JobState]) -> list[JobState]:
+    """transition()'s `expected` states, checked: a final job never changes state."""
+    states = [JobState(state) for state in expected]
+    if any(state.final for state in states):
+        raise ValueError("a final job never changes state")
+    return states
+
+
+def transition_values(new_state: JobState, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns transition() sets: `fields` (`delivered` allowed) and the state."""
+    values = encode_fields(fields, allow={"delivered"})
+    values["state"] = new_state.value
+    return values
+
+
+def finish_values(
+    new_state: JobState, delivered: int, fields: Mapping[str, Any], now: float
+) -> dict[str, Any]:
+    """The columns finish() sets; `new_state` must be final."""
+    if not new_state.final:
+        raise ValueError(f"finish() needs a final state, not {new_state.value}")
+    values = encode_fields(fields)
+    values.setdefault("finished_at", now)
+    values.update(state=new_state.value, delivered=delivered)
+    return values
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"job {job_id} not found", code="job_not_found")
+
+
+def warn_if_capped(job: Job, delivered: int) -> None:
+    """finish() was told of more (or fewer than none) images delivered than it charged:
+    the charge is capped to the reservation, by the UPDATE."""
+    if job.delivered != delivered:
+        log.warning(
+            "job %s reports %d delivered of %d reserved; charged %d",
+            job.id,
+            delivered,
+            job.reserved,
+            job.delivered,
+        )

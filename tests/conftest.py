@@ -11,7 +11,7 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.http import make_http_session
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401 (fixtures)

@@ -31,8 +31,8 @@ from bot.core.models import (
     UserError,
 )
 from bot.core.quota import QuotaDefaults
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
 
 
 async def eventually(

@@ -21,7 +21,7 @@ from bot.core.engine import JobEngine
 from bot.core.models import Job
 from bot.core.ports import ImageProvider
 from bot.core.providers import RetryPolicy, Timeouts, build_provider
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import RecordingPort, TrackedStore, ledger, make_engine, make_store
 from tests.fakes.providers import FakeApixo, FakeDashscope, FakeEvolink, FakeProviderServer
 

@@ -18,12 +18,12 @@ import pytest
 from bot.core.clock import Clock
 from bot.core.ports import JobStore, QuotaAdmin
 from bot.core.quota import QuotaDefaults
-from storage.db import Database
-from storage.jobs import SqliteJobStore
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
 from storage.postgres.quotas import PostgresQuotaAdmin
-from storage.quotas import SqliteQuotaAdmin
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
+from storage.sqlite.quotas import SqliteQuotaAdmin
 from tests.pg import PgCluster, fresh_name
 
 _QMARK = re.compile(r"\?")

@@ -23,7 +23,7 @@ from bot.core.models import ErrorKind, FailureCategory, JobState, UserError
 from bot.core.providers import apixo, dashscope, evolink
 from bot.core.providers.base import category_for_status, lookup_category
 from bot.discord import render as discord_render
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import request, requester
 from tests.fakes.providers import Fault
 from tests.provider_engine import World, provider_world

@@ -43,7 +43,7 @@ def test_boundary_check_catches_a_violation(tmp_path: Path) -> None:
     core = tmp_path / "bot" / "core"
     core.mkdir(parents=True)
     (core / "ok.py").write_text("import asyncio\nfrom bot.core import models\n")
-    (core / "bad.py").write_text("import discord\nfrom storage.db import Database\n")
+    (core / "bad.py").write_text("import discord\nfrom storage.sqlite.db import Database\n")
     (core / "bad2.py").write_text("from aiosqlite import connect\nimport slack_bolt\n")
     found = _violations(core)
     assert len(found) == 4

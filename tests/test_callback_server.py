@@ -17,7 +17,7 @@ from bot.core.engine import CALLBACK_TOKEN, EngineConfig, JobEngine
 from bot.core.models import JobState
 from bot.core.providers.base import RetryPolicy, Timeouts
 from bot.core.providers.evolink import EvolinkProvider
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import (
     RecordingPort,
     TrackedStore,

@@ -16,8 +16,8 @@ import pytest
 
 from bot.console.doctor import doctor, settings_provider
 from bot.settings import Settings, load_settings
-from storage.db import load_migrations
-from storage.lock import ProcessLock
+from storage.sqlite.db import load_migrations
+from storage.sqlite.lock import ProcessLock
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.providers import FakeApixo, Fault
 

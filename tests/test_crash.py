@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from bot.core.models import ErrorKind, Job, JobState
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.fakes.discord import FakeDiscord, FakeInteraction
 from tests.fakes.providers import FakeApixo, FakeTask, Fault
 from tests.reliability.audit import (

@@ -18,11 +18,13 @@ from bot.core.quota import QuotaDefaults
 from bot.ops.wiring import prune_daily
 from bot.runtime import Runtime
 from bot.settings import load_settings
-from storage.backup import BackupError, backup_sqlite, pg_dump_command
-from storage.db import Database, _split_sql, load_migrations
-from storage.jobs import SqliteJobStore
-from storage.lock import ProcessLock
-from storage.prune import DAY, prune_jobs
+from storage.postgres.dump import pg_dump_command
+from storage.retention import DAY
+from storage.sqlite.backup import BackupError, backup_sqlite
+from storage.sqlite.db import Database, _split_sql, load_migrations
+from storage.sqlite.jobs import SqliteJobStore
+from storage.sqlite.lock import ProcessLock
+from storage.sqlite.prune import prune_jobs
 from tests.engine_doubles import eventually, eventually_async
 
 ROOMY = QuotaDefaults(default_limit=1000, max_running=1000, max_queued=1000)

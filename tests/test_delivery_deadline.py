@@ -17,7 +17,7 @@ from bot.console.views import ChatView
 from bot.core.clock import FakeClock
 from bot.core.engine import EngineConfig, JobEngine
 from bot.core.models import ErrorKind, GenerationRequest, JobState, Requester
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import Script, ScriptedProvider, ledger, make_store, run_until_final
 from tests.fakes.discord import RecordedRequest
 from tests.reliability.audit import check_money, failure_shown, kind_shown, result_messages

@@ -29,7 +29,7 @@ from bot.core.models import (
     JobState,
     ProviderFailure,
 )
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import (
     RecordingPort,
     Script,

@@ -11,7 +11,7 @@ from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
 from bot.core.errors import ShuttingDown
 from bot.core.models import ErrorKind, Job, JobState
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import (
     RecordingPort,
     Script,

@@ -11,7 +11,7 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import (
     RecordingPort,
     Script,

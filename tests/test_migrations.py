@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.db import Database, load_migrations
+from storage.sqlite.db import Database, load_migrations
 
 
 async def test_migrations_apply_to_empty_db_and_second_start_is_noop(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from bot.core.models import (
     ProgressUpdate,
 )
 from bot.discord.render import status_embed
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import make_engine, request, requester
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot

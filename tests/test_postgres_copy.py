@@ -13,12 +13,12 @@ import pytest
 from bot.core.clock import FakeClock
 from bot.core.models import GuildConfig, JobState, Period
 from bot.core.quota import QuotaDefaults
-from storage.db import Database
-from storage.jobs import SqliteJobStore
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
 from storage.postgres.quotas import PostgresQuotaAdmin
-from storage.quotas import SqliteQuotaAdmin
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
+from storage.sqlite.quotas import SqliteQuotaAdmin
 from tests.test_job_store import make_job
 
 DEFAULTS = QuotaDefaults(default_limit=100, max_running=100, max_queued=100)

@@ -20,8 +20,8 @@ from bot.core.quota import QuotaDefaults
 from bot.logging_setup import RedactingFilter
 from bot.runtime import Runtime
 from bot.settings import SettingsError, load_settings
+from storage.errors import DatabaseInUse
 from storage.factory import build_store
-from storage.lock import DatabaseInUse
 from storage.postgres import ops as pg_ops
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore

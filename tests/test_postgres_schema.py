@@ -14,7 +14,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from storage.db import Database, load_migrations
 from storage.postgres.db import (
     SCHEMA_TABLE,
     PgDatabase,
@@ -22,6 +21,7 @@ from storage.postgres.db import (
     redact_url,
     url_passwords,
 )
+from storage.sqlite.db import Database, load_migrations
 from tests.pg import missing
 
 # A small set of types both schemas are compared in.
@@ -114,7 +114,7 @@ async def pg_schema(db: PgDatabase) -> tuple[Columns, set[str], set[str], set[tu
 def test_migrations_are_numbered_and_named_alike() -> None:
     sqlite = [name for _, name, _ in load_migrations()]
     postgres = [name for _, name, _ in load_pg_migrations()]
-    assert postgres == sqlite, "every storage/migrations file needs its storage/postgres twin"
+    assert postgres == sqlite, "every SQLite migration needs its storage/postgres twin"
 
 
 async def test_the_two_schemas_match_table_by_table_column_by_column(

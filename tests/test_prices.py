@@ -14,9 +14,9 @@ from bot.core.quota import QuotaDefaults
 from bot.discord import render
 from bot.runtime import Runtime
 from bot.settings import Settings
-from storage.db import Database
-from storage.jobs import SqliteJobStore
-from storage.quotas import SqliteQuotaAdmin
+from storage.sqlite.db import Database
+from storage.sqlite.jobs import SqliteJobStore
+from storage.sqlite.quotas import SqliteQuotaAdmin
 from tests.store_backends import Backend
 
 ROOMY = QuotaDefaults(default_limit=1000, max_running=1000, max_queued=1000)

@@ -14,7 +14,8 @@ import pytest
 from bot.core.clock import FakeClock
 from bot.runtime import Runtime
 from bot.settings import load_settings
-from storage.lock import DatabaseInUse, ProcessLock, current_holder, lock_path
+from storage.errors import DatabaseInUse
+from storage.sqlite.lock import ProcessLock, current_holder, lock_path
 from tests.fakes.providers import FakeApixo
 from tests.reliability.process import (
     db_rows,

@@ -15,7 +15,7 @@ from bot.console.views import ChatView
 from bot.core.clock import FakeClock
 from bot.core.engine import EngineConfig, JobEngine
 from bot.core.models import GenerationRequest, Job, JobState, Requester
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.engine_doubles import (
     Script,
     ScriptedProvider,

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.db import Database, _split_sql, load_migrations
+from storage.sqlite.db import Database, _split_sql, load_migrations
 
 
 async def test_concurrent_units_share_commits(db: Database) -> None:

@@ -99,7 +99,7 @@ async def serve_console(
 
     delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
     # The banner comes once the runtime holds the database: a second console on it
-    # ends with one line (storage.lock.DatabaseInUse), not a welcome then an error.
+    # ends with one line (storage.errors.DatabaseInUse), not a welcome then an error.
     async with open_runtime(settings, delivery, runtime_factory, alert_line=emit) as rt:
         out.write(banner(settings))
         out.flush()

@@ -28,9 +28,9 @@ from bot.core.ports import ImageProvider
 from bot.discord.portal import DISCORD_API, PORTAL, RESET_TOKEN, TOKEN_REJECTED
 from bot.runtime import build_settings_provider
 from bot.settings import ProviderName, Settings
-from storage.backup import read_only_uri
-from storage.db import load_migrations
-from storage.lock import current_holder
+from storage.sqlite.backup import read_only_uri
+from storage.sqlite.db import load_migrations
+from storage.sqlite.lock import current_holder
 
 # Application flags: the Message Content intent is on (LIMITED: for bots in < 100 servers).
 GATEWAY_MESSAGE_CONTENT = 1 << 18

@@ -55,13 +55,13 @@ def _database_url(settings: Settings) -> str | None:
 def run_backup(settings: Settings, path: str) -> int:
     url = _database_url(settings)
     if url is not None:
-        from storage.backup import pg_dump_command
+        from storage.postgres.dump import pg_dump_command
 
         print("DATABASE_URL is PostgreSQL: back it up with pg_dump (password from PGPASSWORD):")
         print(f"  {pg_dump_command(url, path)}")
         print("restore with: pg_restore --clean --if-exists --dbname=<DATABASE_URL> " + path)
         return 0
-    from storage.backup import BackupError, backup_sqlite
+    from storage.sqlite.backup import BackupError, backup_sqlite
 
     try:
         # The online backup blocks: run it in a thread, off the event loop.
@@ -96,9 +96,9 @@ def run_prune(settings: Settings, days: int | None, *, vacuum: bool = False) -> 
 
 async def _prune(settings: Settings, retention: int, vacuum: bool) -> int:
     from bot.core.quota import QuotaDefaults
+    from storage.errors import DatabaseInUse
     from storage.factory import build_store
-    from storage.lock import DatabaseInUse
-    from storage.prune import vacuum_sqlite
+    from storage.sqlite.prune import vacuum_sqlite
 
     # The store of the running bot (SQLite or PostgreSQL), with its one-bot lock.
     store = build_store(

@@ -14,7 +14,7 @@ from bot.ops.health import HealthChecks, ProviderHealth
 from bot.ops.metrics import PromMetrics
 from bot.settings import Settings
 from storage.factory import Store
-from storage.prune import DAY
+from storage.retention import DAY
 
 log = logging.getLogger(__name__)
 

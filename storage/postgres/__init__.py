@@ -1,2 +1,2 @@
-"""The PostgreSQL store: the same ports as the SQLite one (storage/jobs.py,
-storage/quotas.py), selected with DATABASE_URL=postgresql://... (storage/factory.py)."""
+"""The PostgreSQL store: the same ports as the SQLite one (storage/sqlite/jobs.py,
+storage/sqlite/quotas.py), selected with DATABASE_URL=postgresql://... (storage/factory.py)."""

@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 
-from storage.backup import read_only_uri
-from storage.db import Database, load_migrations
-from storage.lock import ProcessLock
 from storage.postgres.db import SCHEMA_TABLE, PgDatabase, load_pg_migrations
 from storage.postgres.ops import PgProcessLock
+from storage.sqlite.backup import read_only_uri
+from storage.sqlite.db import Database, load_migrations
+from storage.sqlite.lock import ProcessLock
 
 _CHUNK = 5000
 _KEYED = {"meta": "key"}  # already has rows on a fresh database: upserted, not COPY'd

@@ -6,7 +6,7 @@ concurrency comes from row locks, compare-and-set updates and advisory locks (se
 storage/postgres/jobs.py), not from serialising every write in this process.
 
 Migrations are storage/postgres/migrations/NNNN_*.sql, numbered as the SQLite ones
-(storage/migrations/); the applied versions are kept in `wanbot_schema` (PostgreSQL's
+(storage/sqlite/migrations/); the applied versions are kept in `wanbot_schema` (PostgreSQL's
 stand-in for SQLite's `PRAGMA user_version`). They run in one transaction under a
 transaction-level advisory lock, so any number of processes may start at once: the
 first applies them, the others wait for its commit and find nothing left to do.
@@ -15,20 +15,18 @@ first applies them, the others wait for its commit and find nothing left to do.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import asyncpg
 
 from storage.errors import DatabaseUnavailable
+from storage.migration_files import load_migration_files
 
 log = logging.getLogger(__name__)
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # pg_advisory_xact_lock key for migrations ("wanbot" in ASCII): one per database.
 MIGRATION_LOCK = 0x77616E626F74
 SCHEMA_TABLE = "wanbot_schema"
@@ -86,16 +84,7 @@ async def unavailable(display: str) -> AsyncIterator[None]:
 
 def load_pg_migrations(package: str = "storage.postgres.migrations") -> list[tuple[int, str, str]]:
     """(version, file name, SQL) for every bundled PostgreSQL migration, in order."""
-    found = []
-    for entry in resources.files(package).iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(versions) + 1)):
-        raise RuntimeError(f"migrations must be numbered 0001, 0002, ... without gaps: {versions}")
-    return found
+    return load_migration_files(package)
 
 
 class PgDatabase:

@@ -1,5 +1,5 @@
 """Reads everything a quota decision needs in one SELECT (PostgreSQL dialect of
-storage/quota_facts.py; the decision itself is bot/core/quota.py's, shared)."""
+storage/sqlite/quota_facts.py; the decision itself is bot/core/quota.py's, shared)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from bot.core.models import Period
-from bot.core.quota import LimitRule, QuotaFacts, period_window
-
-_PERIODS = (Period.DAY, Period.WEEK, Period.MONTH)
-_RUNNING = "('submitting', 'running', 'delivering')"
+from bot.core.quota import QuotaFacts, period_window
+from storage.quota_rows import PERIODS, RUNNING_SQL, quota_facts
 
 # $1 scope, $2 user, $3 platform (NULL: do not count jobs), $4 role ids,
 # $5..$10 day/week/month window bounds, $11/$12 the span of all three.
@@ -20,7 +17,7 @@ _FACTS_SQL = f"""
 SELECT
     EXISTS (SELECT 1 FROM blocks WHERE guild_id = $1 AND user_id = $2) AS blocked,
     (SELECT ARRAY[
-            COUNT(*) FILTER (WHERE state IN {_RUNNING}),
+            COUNT(*) FILTER (WHERE state IN {RUNNING_SQL}),
             COUNT(*) FILTER (WHERE state = 'queued')]
         FROM jobs
         WHERE $3::text IS NOT NULL AND user_id = $2 AND platform = $3
@@ -64,7 +61,7 @@ async def read_facts(
 ) -> QuotaFacts:
     """The facts for `user_id` in `scope`. Job counts only when `platform` is given
     (a user's running and queued jobs are counted across servers)."""
-    windows = [period_window(period, now) for period in _PERIODS]
+    windows = [period_window(period, now) for period in PERIODS]
     bounds: list[int] = []
     for window in windows:
         bounds += [int(window.start), int(window.end)]  # UTC midnights: whole seconds
@@ -79,28 +76,13 @@ async def read_facts(
         max(bounds[1::2]),
     )
     assert row is not None
-    running, queued = row["jobs"]
-    user_limit: LimitRule | None = None
-    server_default: LimitRule | None = None
-    role_limits: list[LimitRule] = []
-    for scope_kind, limit, period in json.loads(row["limits"]):
-        rule = LimitRule(int(limit), Period(period) if period else None)
-        if scope_kind == "user":
-            user_limit = rule
-        elif scope_kind == "role":
-            role_limits.append(rule)
-        else:
-            server_default = rule
-    return QuotaFacts(
-        blocked=bool(row["blocked"]),
-        running=int(running),
-        queued=int(queued),
-        admin_exempt=bool(row["admin_exempt"]),
-        user_limit=user_limit,
-        role_limits=tuple(role_limits),
-        server_default=server_default,
-        used=dict(zip(_PERIODS, map(int, row["used"]), strict=True)),
-        bonus=dict(zip(_PERIODS, map(int, row["bonus"]), strict=True)),
-        server_budget=None if row["budget"] is None else int(row["budget"]),
-        server_used=int(row["server_used"]),
+    return quota_facts(
+        blocked=row["blocked"],
+        jobs=row["jobs"],
+        admin_exempt=row["admin_exempt"],
+        limits=json.loads(row["limits"]),
+        used=row["used"],
+        bonus=row["bonus"],
+        budget=row["budget"],
+        server_used=row["server_used"],
     )

@@ -1,6 +1,6 @@
 """Jobs and their quota ledger in PostgreSQL (implements `bot.core.ports.JobStore`).
 
-The same contract and schema rules as the SQLite store (storage/jobs.py): inserting
+The same contract and schema rules as the SQLite store (storage/sqlite/jobs.py): inserting
 a job reserves its images and a move to a final state settles them, by trigger, in
 the same statement; state changes are compare-and-set updates.
 
@@ -21,16 +21,14 @@ stamped and compared with the database's clock, in the migration that adds them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
 
 from bot.core.clock import Clock
-from bot.core.errors import NotFound
 from bot.core.models import Job, JobState
-from bot.core.quota import QuotaDefaults, decide, quota_scope
+from bot.core.quota import QuotaDefaults, decide
 from storage.job_rows import (
     ACTIVE_STATE_VALUES,
     ACTIVE_STATES_SQL,
@@ -38,16 +36,17 @@ from storage.job_rows import (
     FINAL_STATES,
     JOB_COLUMNS,
     READ_COLUMNS,
-    admitted,
-    admitted_at,
+    admission,
     encode_fields,
+    expected_states,
+    finish_values,
     job_from_row,
-    row_params,
+    job_not_found,
+    transition_values,
+    warn_if_capped,
 )
 from storage.postgres.db import PgDatabase
 from storage.postgres.facts import read_facts
-
-log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock(class, key) classes: distinct, so a user lock never collides
 # with a scope lock (hashtext collisions within a class only serialise more).
@@ -103,17 +102,8 @@ class PostgresJobStore:
         the job as QUEUED; all in one transaction. Raises `QuotaDenied` (then nothing
         is written)."""
         now = self._clock.now()
-        requester = job.requester
-        scope = quota_scope(requester.guild_id)
-        job = admitted(job, self.price_per_image_usd)
-        params = row_params(job, scope)
-        params.update(
-            platform=requester.platform,
-            user_id=requester.user_id,
-            scope_id=scope,
-            admitted_at=admitted_at(now),
-            now=now,  # for the quota facts, not a column
-        )
+        job, params = admission(job, self.price_per_image_usd, now)
+        params["now"] = now  # for the quota facts, not a column
         exclusive = False
         while True:
             try:
@@ -178,13 +168,10 @@ class PostgresJobStore:
         """Compare-and-set on the state. Moving to a final state settles the reservation
         with the job's `delivered` (pass `delivered=` here, or better use finish()).
         A final job never changes state again."""
-        states = [JobState(state) for state in expected]
-        if any(state.final for state in states):
-            raise ValueError("a final job never changes state")
+        states = expected_states(expected)
         if not states:
             return None
-        values = encode_fields(fields, allow={"delivered"})
-        values["state"] = new_state.value
+        values = transition_values(new_state, fields)
         row = await self._update(
             job_id,
             values,
@@ -197,7 +184,7 @@ class PostgresJobStore:
         """Set fields without changing the state. Raises NotFound."""
         row = await self._update(job_id, encode_fields(fields))
         if row is None:
-            raise NotFound(f"job {job_id} not found", code="job_not_found")
+            raise job_not_found(job_id)
         return job_from_row(row.values())
 
     async def finish(
@@ -205,11 +192,7 @@ class PostgresJobStore:
     ) -> Job:
         """Move to a final state; charge `delivered` images and refund the rest of the
         reservation in the same statement. A job already final is returned unchanged."""
-        if not new_state.final:
-            raise ValueError(f"finish() needs a final state, not {new_state.value}")
-        values = encode_fields(fields)
-        values.setdefault("finished_at", self._clock.now())
-        values.update(state=new_state.value, delivered=delivered)
+        values = finish_values(new_state, delivered, fields, self._clock.now())
         row = await self._update(job_id, values, f"NOT (state = ANY({_FINAL_ARRAY}))")
         changed = row is not None
         if row is None:
@@ -217,16 +200,10 @@ class PostgresJobStore:
             # state changed): this separate statement reads the committed outcome.
             row = await self._db.fetchrow(f"{_SELECT} WHERE id = $1", job_id)
         if row is None:
-            raise NotFound(f"job {job_id} not found", code="job_not_found")
+            raise job_not_found(job_id)
         job = job_from_row(row.values())
-        if changed and job.delivered != delivered:
-            log.warning(
-                "job %s reports %d delivered of %d reserved; charged %d",
-                job_id,
-                delivered,
-                job.reserved,
-                job.delivered,
-            )
+        if changed:
+            warn_if_capped(job, delivered)
         return job
 
     async def active_jobs(self) -> list[Job]:

@@ -1,5 +1,5 @@
 """Upkeep on PostgreSQL: the health probes, retention, and the one-process guard
-(the twins of storage/health.py, storage/prune.py and storage/lock.py)."""
+(the twins of storage/sqlite/health.py, storage/sqlite/prune.py and storage/sqlite/lock.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import re
 import asyncpg
 
 from bot.core.clock import Clock
+from storage.errors import DatabaseInUse
 from storage.job_rows import FINAL_STATES
-from storage.lock import DatabaseInUse
 from storage.postgres.db import PgDatabase, unavailable
+from storage.retention import prune_in_batches
 
 log = logging.getLogger(__name__)
 
-DAY = 86400.0
-_BATCH = 500
 _DELETE = (
     "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
     "WHERE state = ANY($1::text[]) AND created_at < $2 "
@@ -64,19 +63,12 @@ async def warn_on_clock_skew(db: PgDatabase, clock: Clock) -> float:
 async def prune_jobs(db: PgDatabase, *, now: float, retention_days: int) -> int:
     """Delete the finished jobs older than `retention_days` (0 keeps everything), in
     short batches; the ledger stays (its rows do not reference jobs since 0004)."""
-    if retention_days <= 0:
-        return 0
-    cutoff = now - retention_days * DAY
-    total = 0
-    while True:
-        status = await db.execute(_DELETE, list(FINAL_STATES), cutoff, _BATCH)
-        deleted = int(status.split()[-1])  # "DELETE n"
-        total += deleted
-        if deleted < _BATCH:
-            break
-    if total:
-        log.info("pruned %d finished job(s) older than %d days", total, retention_days)
-    return total
+
+    async def delete_batch(cutoff: float, size: int) -> int:
+        status = await db.execute(_DELETE, list(FINAL_STATES), cutoff, size)
+        return int(status.split()[-1])  # "DELETE n"
+
+    return await prune_in_batches(delete_batch, now=now, retention_days=retention_days)
 
 
 class PgProcessLock:

@@ -1,6 +1,6 @@
 """Quota administration in PostgreSQL (implements `bot.core.ports.QuotaAdmin`).
 
-The PostgreSQL twin of storage/quotas.py: the rules are bot/core/quota.py's, this
+The PostgreSQL twin of storage/sqlite/quotas.py: the rules are bot/core/quota.py's, this
 module stores settings and reads usage.
 """
 
@@ -8,28 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from bot.core.clock import Clock
-from bot.core.errors import ValidationFailed
 from bot.core.models import (
-    DayUsage,
     GuildConfig,
     Period,
     ServerReport,
     UsageReport,
-    UsageRow,
 )
 from bot.core.quota import QuotaDefaults, assess, period_window, usage_report
 from storage.job_rows import ACTIVE_STATES_SQL
 from storage.postgres.db import PgDatabase
 from storage.postgres.facts import read_facts
 from storage.postgres.jobs import SCOPE_LOCK
+from storage.quota_rows import (
+    LimitShortcuts,
+    check_count,
+    check_grant,
+    guild_config,
+    period_value,
+    server_report,
+)
 
-_SERVER_SUBJECT = ""  # quota_limits.subject_id of a server default
 
-
-class PostgresQuotaAdmin:
+class PostgresQuotaAdmin(LimitShortcuts):
     def __init__(
         self,
         db: PgDatabase,
@@ -72,32 +73,13 @@ class PostgresQuotaAdmin:
             in_flight=int(in_flight),
         )
 
-    async def set_user_limit(
-        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
-    ) -> None:
-        await self._set_limit(guild_id, "user", user_id, limit, period)
-
-    async def clear_user_limit(self, guild_id: str, user_id: str) -> None:
-        await self._clear_limit(guild_id, "user", user_id)
-
-    async def set_role_limit(
-        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
-    ) -> None:
-        await self._set_limit(guild_id, "role", role_id, limit, period)
-
-    async def clear_role_limit(self, guild_id: str, role_id: str) -> None:
-        await self._clear_limit(guild_id, "role", role_id)
-
-    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None:
-        await self._set_limit(guild_id, "server", _SERVER_SUBJECT, limit, period)
-
     async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None:
         """Images per calendar month for the whole server; None removes the budget.
 
         Holds the server's quota lock exclusively (see storage/postgres/jobs.py): admits
         that saw no budget share that lock, so they commit before a new budget does."""
         if monthly_images is not None:
-            _check_count("the monthly budget", monthly_images)
+            check_count("the monthly budget", monthly_images)
         async with self._db.transaction() as conn:
             await conn.execute(SCOPE_LOCK, guild_id)
             if monthly_images is None:
@@ -116,8 +98,7 @@ class PostgresQuotaAdmin:
     async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
         """Extra images for the user's current period (a grant counts in the window
         containing the moment it was made)."""
-        if images < 1:
-            raise ValidationFailed(["a grant must be at least 1 image"])
+        check_grant(images)
         await self._db.execute(
             "INSERT INTO grants (guild_id, user_id, images, granted_by, granted_at) "
             "VALUES ($1, $2, $3, $4, $5)",
@@ -172,39 +153,20 @@ class PostgresQuotaAdmin:
         budget = await self._db.fetchval(
             "SELECT monthly_images FROM server_budgets WHERE guild_id = $1", guild_id
         )
-        costs = {row["user_id"]: self._cost(row) for row in rows}
-        users = [
-            UsageRow(
-                user_id=row["user_id"],
-                images=int(row["images"]),
-                cost_usd=round(costs[row["user_id"]], 4),
-            )
-            for row in rows
-        ]
-        return ServerReport(
-            guild_id=guild_id,
+        return server_report(
+            guild_id,
             period_start=month.start,
-            images=sum(user.images for user in users),
-            cost_usd=round(sum(costs.values()), 4),
+            users=rows,
+            days=by_day,
             budget=budget,
-            users=users,
-            days=[
-                DayUsage(
-                    day=float(row["day"]),
-                    images=int(row["images"]),
-                    cost_usd=round(self._cost(row), 4),
-                )
-                for row in by_day
-            ],
+            price_per_image_usd=self._price,
         )
 
     async def guild_config(self, guild_id: str) -> GuildConfig:
         config = await self._db.fetchval(
             "SELECT config FROM guild_config WHERE guild_id = $1", guild_id
         )
-        if config is None:
-            return GuildConfig(guild_id=guild_id)
-        return GuildConfig.model_validate_json(config)
+        return guild_config(guild_id, config)
 
     async def set_guild_config(self, config: GuildConfig) -> None:
         await self._db.execute(
@@ -219,7 +181,7 @@ class PostgresQuotaAdmin:
     async def _set_limit(
         self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
     ) -> None:
-        _check_count("a limit", limit)
+        check_count("a limit", limit)
         await self._db.execute(
             "INSERT INTO quota_limits (guild_id, scope, subject_id, images_limit, period, "
             "updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
@@ -230,7 +192,7 @@ class PostgresQuotaAdmin:
             scope,
             subject_id,
             limit,
-            Period(period).value if period else None,
+            period_value(period),
             self._clock.now(),
         )
 
@@ -241,11 +203,3 @@ class PostgresQuotaAdmin:
             scope,
             subject_id,
         )
-
-    def _cost(self, row: asyncpg.Record) -> float:
-        return float(row["priced"]) + int(row["unpriced"]) * self._price
-
-
-def _check_count(what: str, value: int) -> None:
-    if value < 0:
-        raise ValidationFailed([f"{what} cannot be negative (got {value})"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.models import ErrorKind, Job, JobState
-from storage.db import Database
+from storage.sqlite.db import Database
 from tests.fakes.discord import FakeDiscord, FakeInteraction
 
 # The phrases of each kind of cause, as users read them (bot/core/engine/failures.py,

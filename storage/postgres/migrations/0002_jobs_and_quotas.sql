@@ -1,4 +1,4 @@
--- Jobs, the quota ledger and quota settings: storage/migrations/0002_jobs_and_quotas.sql
+-- Jobs, the quota ledger and quota settings: storage/sqlite/migrations/0002_jobs_and_quotas.sql
 -- in PostgreSQL, with the same tables, columns and money rules (see that file):
 --   * inserting a job reserves its images (ledger 'reserve');
 --   * a job entering a final state settles it: 'charge' = delivered, 'refund' = the rest;

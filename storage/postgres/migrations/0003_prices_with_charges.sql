@@ -1,4 +1,4 @@
--- The price of each image is stored with its charge: storage/migrations/0003 in
+-- The price of each image is stored with its charge: storage/sqlite/migrations/0003 in
 -- PostgreSQL (see there). jobs.unit_price_usd is set at admission; the settle trigger
 -- copies it onto the 'charge' row (NULL on 'reserve' and 'refund' rows).
 

@@ -1,4 +1,4 @@
--- storage/migrations/0004_retention_and_results.sql in PostgreSQL (see there).
+-- storage/sqlite/migrations/0004_retention_and_results.sql in PostgreSQL (see there).
 --
 -- 1. Finished jobs are pruned after JOB_RETENTION_DAYS; the ledger is kept for ever, so
 -- its rows must outlive their job. PostgreSQL drops the foreign key in place (SQLite has

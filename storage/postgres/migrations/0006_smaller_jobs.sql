@@ -1,4 +1,4 @@
--- Fewer bytes per job: storage/migrations/0006_smaller_jobs.sql in PostgreSQL (see
+-- Fewer bytes per job: storage/sqlite/migrations/0006_smaller_jobs.sql in PostgreSQL (see
 -- there). PostgreSQL stores double precision in 8 bytes either way; ledger times are
 -- floored to whole seconds here too, so both backends hold the same values.
 --

@@ -14,20 +14,9 @@ import fcntl
 import os
 from pathlib import Path
 
+from storage.errors import DatabaseInUse
+
 _MEMORY = ":memory:"
-
-
-class DatabaseInUse(Exception):
-    """Another process holds the database."""
-
-    def __init__(self, database: str, pid: int | None) -> None:
-        self.database = database
-        self.pid = pid
-        holder = f"wanbot (PID {pid})" if pid is not None else "another wanbot process"
-        super().__init__(
-            f"the database {database} is in use by {holder}; stop it first, "
-            "or set DATABASE_PATH to another file"
-        )
 
 
 def lock_path(database: str | Path) -> Path | None:

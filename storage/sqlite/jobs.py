@@ -11,7 +11,6 @@ hop to SQLite's thread, committed together with the units that arrived with it.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,22 +18,22 @@ from typing import Any
 import aiosqlite
 
 from bot.core.clock import Clock
-from bot.core.errors import NotFound
 from bot.core.models import ACTIVE_STATES, Job, JobState
-from bot.core.quota import QuotaDefaults, decide, quota_scope
-from storage.db import Database
+from bot.core.quota import QuotaDefaults, decide
 from storage.job_rows import (
     ACTIVE_STATES_SQL,
     READ_COLUMNS,
-    admitted,
-    admitted_at,
+    admission,
     encode_fields,
+    expected_states,
+    finish_values,
     job_from_row,
-    row_params,
+    job_not_found,
+    transition_values,
+    warn_if_capped,
 )
-from storage.quota_facts import read_facts
-
-log = logging.getLogger(__name__)
+from storage.sqlite.db import Database
+from storage.sqlite.quota_facts import read_facts
 
 # Encoding (compact JSON, PROTECTED fields) is shared with PostgreSQL: storage/job_rows.py.
 _FINAL = tuple(state.value for state in JobState if state.final)
@@ -76,16 +75,8 @@ class SqliteJobStore:
         nothing is written)."""
         now = self._clock.now()
         requester = job.requester
-        scope = quota_scope(requester.guild_id)
-        images = job.request.count
-        job = admitted(job, self.price_per_image_usd)
-        params = row_params(job, scope)
-        params.update(
-            platform=requester.platform,
-            user_id=requester.user_id,
-            scope_id=scope,
-            admitted_at=admitted_at(now),
-        )
+        job, params = admission(job, self.price_per_image_usd, now)
+        scope, images = params["scope_id"], job.request.count
 
         def reserve(conn: sqlite3.Connection) -> None:
             facts = read_facts(
@@ -130,13 +121,10 @@ class SqliteJobStore:
         """Compare-and-set on the state. Moving to a final state settles the reservation
         with the job's `delivered` (pass `delivered=` here, or better use finish()).
         A final job never changes state again."""
-        states = [JobState(state) for state in expected]
-        if any(state.final for state in states):
-            raise ValueError("a final job never changes state")
+        states = expected_states(expected)
         if not states:
             return None
-        values = encode_fields(fields, allow={"delivered"})
-        values["state"] = new_state.value
+        values = transition_values(new_state, fields)
         placeholders = ", ".join(f":expected{i}" for i in range(len(states)))
         extra = {f"expected{i}": state.value for i, state in enumerate(states)}
         row, _ = await self._update(job_id, values, f"state IN ({placeholders})", extra)
@@ -146,7 +134,7 @@ class SqliteJobStore:
         """Set fields without changing the state. Raises NotFound."""
         row, _ = await self._update(job_id, encode_fields(fields))
         if row is None:
-            raise NotFound(f"job {job_id} not found", code="job_not_found")
+            raise job_not_found(job_id)
         return _job(row)
 
     async def finish(
@@ -154,24 +142,14 @@ class SqliteJobStore:
     ) -> Job:
         """Move to a final state; charge `delivered` images and refund the rest of the
         reservation in the same statement. A job already final is returned unchanged."""
-        if not new_state.final:
-            raise ValueError(f"finish() needs a final state, not {new_state.value}")
-        values = encode_fields(fields)
-        values.setdefault("finished_at", self._clock.now())
-        values.update(state=new_state.value, delivered=delivered)
+        values = finish_values(new_state, delivered, fields, self._clock.now())
         # When the job is already final (or missing), read it in the same unit.
         row, changed = await self._update(job_id, values, _NOT_FINAL, otherwise_read=True)
         if row is None:
-            raise NotFound(f"job {job_id} not found", code="job_not_found")
+            raise job_not_found(job_id)
         job = _job(row)
-        if changed and job.delivered != delivered:
-            log.warning(
-                "job %s reports %d delivered of %d reserved; charged %d",
-                job_id,
-                delivered,
-                job.reserved,
-                job.delivered,
-            )
+        if changed:
+            warn_if_capped(job, delivered)
         return job
 
     async def active_jobs(self) -> list[Job]:

@@ -1,6 +1,6 @@
 -- Two storage changes (issue 17, point 5).
 --
--- 1. Finished jobs are pruned after JOB_RETENTION_DAYS (storage/prune.py); the ledger is
+-- 1. Finished jobs are pruned after JOB_RETENTION_DAYS (storage/sqlite/prune.py); the ledger is
 -- kept for ever, so its rows must outlive their job: the ledger is rebuilt without the
 -- foreign key to jobs (SQLite cannot drop a constraint in place). Columns, checks,
 -- UNIQUE (job_id, kind) and the ledger's own triggers are unchanged.

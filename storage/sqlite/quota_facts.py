@@ -9,11 +9,8 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from bot.core.models import Period
-from bot.core.quota import LimitRule, QuotaFacts, period_window
-
-_PERIODS = (Period.DAY, Period.WEEK, Period.MONTH)
-_RUNNING = "('submitting', 'running', 'delivering')"
+from bot.core.quota import QuotaFacts, period_window
+from storage.quota_rows import PERIODS, RUNNING_SQL, quota_facts
 
 # Scalar subqueries, each answered from a primary key or index. Usage and grants
 # are summed for the day, week and month windows at once, since which period
@@ -22,7 +19,7 @@ _FACTS_SQL = f"""
 SELECT
     EXISTS (SELECT 1 FROM blocks WHERE guild_id = :g AND user_id = :u) AS blocked,
     (SELECT json_array(
-            COALESCE(SUM(state IN {_RUNNING}), 0), COALESCE(SUM(state = 'queued'), 0))
+            COALESCE(SUM(state IN {RUNNING_SQL}), 0), COALESCE(SUM(state = 'queued'), 0))
         FROM jobs
         WHERE :count_jobs AND user_id = :u AND platform = :p
             AND state IN ('queued', 'submitting', 'running', 'delivering')) AS jobs,
@@ -65,7 +62,7 @@ def read_facts(
 ) -> QuotaFacts:
     """The facts for `user_id` in `scope`. Job counts only when `platform` is given
     (a user's running and queued jobs are counted across servers)."""
-    windows = [period_window(period, now) for period in _PERIODS]
+    windows = [period_window(period, now) for period in PERIODS]
     day, week, month = windows
     params = {
         "g": scope,
@@ -83,28 +80,13 @@ def read_facts(
         "hi": max(w.end for w in windows),
     }
     row = conn.execute(_FACTS_SQL, params).fetchone()
-    running, queued = json.loads(row["jobs"])
-    user_limit: LimitRule | None = None
-    server_default: LimitRule | None = None
-    role_limits: list[LimitRule] = []
-    for scope_kind, limit, period in json.loads(row["limits"]):
-        rule = LimitRule(int(limit), Period(period) if period else None)
-        if scope_kind == "user":
-            user_limit = rule
-        elif scope_kind == "role":
-            role_limits.append(rule)
-        else:
-            server_default = rule
-    return QuotaFacts(
-        blocked=bool(row["blocked"]),
-        running=int(running),
-        queued=int(queued),
-        admin_exempt=bool(row["admin_exempt"]),
-        user_limit=user_limit,
-        role_limits=tuple(role_limits),
-        server_default=server_default,
-        used=dict(zip(_PERIODS, map(int, json.loads(row["used"])), strict=True)),
-        bonus=dict(zip(_PERIODS, map(int, json.loads(row["bonus"])), strict=True)),
-        server_budget=None if row["budget"] is None else int(row["budget"]),
-        server_used=int(row["server_used"]),
+    return quota_facts(
+        blocked=row["blocked"],
+        jobs=json.loads(row["jobs"]),
+        admin_exempt=row["admin_exempt"],
+        limits=json.loads(row["limits"]),
+        used=json.loads(row["used"]),
+        bonus=json.loads(row["bonus"]),
+        budget=row["budget"],
+        server_used=row["server_used"],
     )

@@ -1,6 +1,6 @@
 -- Fewer bytes per job (issue 17, point 5: at most 1 kB per job, bench/storage.py).
 -- The store also writes its JSON columns compactly from here on and stamps
--- jobs.admitted_at in whole seconds (storage/job_rows.py, storage/jobs.py); rows
+-- jobs.admitted_at in whole seconds (storage/job_rows.py, storage/sqlite/jobs.py); rows
 -- written before are left as they are and read the same.
 --
 -- 1. The settle writes no 'refund' row when nothing is refunded: a zero refund
@@ -36,8 +36,8 @@ END;
 
 -- 2. Indexes that only ever serve active jobs hold only those, not every job kept
 -- for JOB_RETENTION_DAYS. Their queries name the same state list, so SQLite uses them:
---   * jobs_user_state: the running/queued counts of admit() (storage/quota_facts.py)
---     and the in-flight sum of /usage (storage/quotas.py);
+--   * jobs_user_state: the running/queued counts of admit() (storage/sqlite/quota_facts.py)
+--     and the in-flight sum of /usage (storage/sqlite/quotas.py);
 --   * jobs_task: find_by_task(), which finds the job a provider task is running for
 --     (a finished job is no longer looked up by its task).
 -- jobs_state (active jobs at start-up, the daily prune of old finished jobs) and

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.db import Database
+from storage.sqlite.db import Database
 
 
 async def ping(db: Database) -> None:

@@ -2,21 +2,16 @@
 
 The ledger (and the per-day usage totals derived from it) is the money record and
 is kept for ever; since migration 0004 its rows do not depend on their job row.
-Deletes go in batches, each one short transaction, so a running bot's own writes
-never wait long behind a prune.
+The batching is storage/retention.py's, shared with PostgreSQL.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 
-from storage.db import Database
+from storage.retention import prune_in_batches
+from storage.sqlite.db import Database
 
-log = logging.getLogger(__name__)
-
-DAY = 86400.0
-_BATCH = 500
 _FINAL = "('done', 'failed', 'cancelled')"
 # created_at < cutoff first: the (state, created_at) index narrows the scan; a job
 # that finished before the cutoff was also created before it.
@@ -30,22 +25,14 @@ _DELETE = (
 async def prune_jobs(db: Database, *, now: float, retention_days: int) -> int:
     """Delete the finished jobs older than `retention_days`; returns how many.
     `retention_days` 0 keeps everything."""
-    if retention_days <= 0:
-        return 0
-    cutoff = now - retention_days * DAY
 
-    def batch(conn: sqlite3.Connection) -> int:
-        return conn.execute(_DELETE, {"cutoff": cutoff, "batch": _BATCH}).rowcount
+    async def delete_batch(cutoff: float, size: int) -> int:
+        def batch(conn: sqlite3.Connection) -> int:
+            return conn.execute(_DELETE, {"cutoff": cutoff, "batch": size}).rowcount
 
-    total = 0
-    while True:
-        deleted = await db.atomic(batch)
-        total += deleted
-        if deleted < _BATCH:
-            break
-    if total:
-        log.info("pruned %d finished job(s) older than %d days", total, retention_days)
-    return total
+        return await db.atomic(batch)
+
+    return await prune_in_batches(delete_batch, now=now, retention_days=retention_days)
 
 
 def vacuum_sqlite(path: str) -> tuple[int, int]:

@@ -10,25 +10,29 @@ import sqlite3
 from collections.abc import Sequence
 
 from bot.core.clock import Clock
-from bot.core.errors import ValidationFailed
 from bot.core.models import (
     ACTIVE_STATES,
-    DayUsage,
     GuildConfig,
     Period,
     ServerReport,
     UsageReport,
-    UsageRow,
 )
 from bot.core.quota import QuotaDefaults, assess, period_window, usage_report
-from storage.db import Database
-from storage.quota_facts import read_facts
+from storage.quota_rows import (
+    LimitShortcuts,
+    check_count,
+    check_grant,
+    guild_config,
+    period_value,
+    server_report,
+)
+from storage.sqlite.db import Database
+from storage.sqlite.quota_facts import read_facts
 
 _ACTIVE = ", ".join(repr(state.value) for state in ACTIVE_STATES)
-_SERVER_SUBJECT = ""  # quota_limits.subject_id of a server default
 
 
-class SqliteQuotaAdmin:
+class SqliteQuotaAdmin(LimitShortcuts):
     def __init__(
         self,
         db: Database,
@@ -68,31 +72,12 @@ class SqliteQuotaAdmin:
 
         return await self._db.atomic(read)
 
-    async def set_user_limit(
-        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
-    ) -> None:
-        await self._set_limit(guild_id, "user", user_id, limit, period)
-
-    async def clear_user_limit(self, guild_id: str, user_id: str) -> None:
-        await self._clear_limit(guild_id, "user", user_id)
-
-    async def set_role_limit(
-        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
-    ) -> None:
-        await self._set_limit(guild_id, "role", role_id, limit, period)
-
-    async def clear_role_limit(self, guild_id: str, role_id: str) -> None:
-        await self._clear_limit(guild_id, "role", role_id)
-
-    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None:
-        await self._set_limit(guild_id, "server", _SERVER_SUBJECT, limit, period)
-
     async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None:
         """Images per calendar month for the whole server; None removes the budget."""
         if monthly_images is None:
             await self._db.fetchall("DELETE FROM server_budgets WHERE guild_id = ?", (guild_id,))
             return
-        _check_count("the monthly budget", monthly_images)
+        check_count("the monthly budget", monthly_images)
         await self._db.fetchall(
             "INSERT INTO server_budgets (guild_id, monthly_images, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (guild_id) DO UPDATE SET monthly_images = excluded.monthly_images, "
@@ -103,8 +88,7 @@ class SqliteQuotaAdmin:
     async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
         """Extra images for the user's current period (whatever period applies when
         they are used: a grant counts in the window containing the moment it was made)."""
-        if images < 1:
-            raise ValidationFailed(["a grant must be at least 1 image"])
+        check_grant(images)
         await self._db.fetchall(
             "INSERT INTO grants (guild_id, user_id, images, granted_by, granted_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -153,39 +137,20 @@ class SqliteQuotaAdmin:
         budget = await self._db.fetchone(
             "SELECT monthly_images FROM server_budgets WHERE guild_id = ?", (guild_id,)
         )
-        costs = {row["user_id"]: row["priced"] + row["unpriced"] * self._price for row in rows}
-        users = [
-            UsageRow(
-                user_id=row["user_id"],
-                images=row["images"],
-                cost_usd=round(costs[row["user_id"]], 4),
-            )
-            for row in rows
-        ]
-        return ServerReport(
-            guild_id=guild_id,
+        return server_report(
+            guild_id,
             period_start=month.start,
-            images=sum(user.images for user in users),
-            cost_usd=round(sum(costs.values()), 4),
+            users=rows,
+            days=by_day,
             budget=budget[0] if budget else None,
-            users=users,
-            days=[
-                DayUsage(
-                    day=float(row["day"]),
-                    images=row["images"],
-                    cost_usd=round(row["priced"] + row["unpriced"] * self._price, 4),
-                )
-                for row in by_day
-            ],
+            price_per_image_usd=self._price,
         )
 
     async def guild_config(self, guild_id: str) -> GuildConfig:
         row = await self._db.fetchone(
             "SELECT config FROM guild_config WHERE guild_id = ?", (guild_id,)
         )
-        if row is None:
-            return GuildConfig(guild_id=guild_id)
-        return GuildConfig.model_validate_json(row[0])
+        return guild_config(guild_id, row[0] if row else None)
 
     async def set_guild_config(self, config: GuildConfig) -> None:
         await self._db.fetchall(
@@ -198,7 +163,7 @@ class SqliteQuotaAdmin:
     async def _set_limit(
         self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
     ) -> None:
-        _check_count("a limit", limit)
+        check_count("a limit", limit)
         await self._db.fetchall(
             "INSERT INTO quota_limits (guild_id, scope, subject_id, images_limit, period, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?) "
@@ -210,7 +175,7 @@ class SqliteQuotaAdmin:
                 scope,
                 subject_id,
                 limit,
-                Period(period).value if period else None,
+                period_value(period),
                 self._clock.now(),
             ),
         )
@@ -220,8 +185,3 @@ class SqliteQuotaAdmin:
             "DELETE FROM quota_limits WHERE guild_id = ? AND scope = ? AND subject_id = ?",
             (guild_id, scope, subject_id),
         )
-
-
-def _check_count(what: str, value: int) -> None:
-    if value < 0:
-        raise ValidationFailed([f"{what} cannot be negative (got {value})"])
