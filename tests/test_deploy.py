@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from bot.cli import build_parser
+from tests.fakes.loopback import serve_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,11 +211,7 @@ async def test_the_healthcheck_command_runs_with_python_alone() -> None:
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_loopback(app)
 
     async def check(metrics_port: str) -> int:
         env = {**os.environ, "METRICS_PORT": metrics_port}

@@ -11,6 +11,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.core.download import DownloadError, SafeDownloader, sniff_image_type
+from tests.fakes.loopback import serve_loopback
 from tests.fakes.providers import FakeFileServer, make_png
 
 PNG = make_png(32, 32)
@@ -240,11 +241,8 @@ class _CountingServer:
     async def __aenter__(self) -> _CountingServer:
         app = web.Application()
         app.router.add_get("/{name}", self._serve)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, port = await serve_loopback(app)
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -77,7 +77,7 @@ async def _until_health(
                 if (status, discord) == want:
                     return status, body
             assert loop.time() < end, f"/healthz never became {want}; last {seen}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
 
 
 async def test_healthz_follows_the_discord_gateway_and_data_commands_work_beside_the_bot(

@@ -19,6 +19,7 @@ from bot.core.models import FailureCategory, GenerationRequest, ImageRef, TaskSt
 from bot.core.providers import task_id_from_callback
 from bot.core.providers.apixo import ApixoProvider, ApixoTask
 from bot.core.providers.base import RetryPolicy, Timeouts
+from tests.fakes.loopback import serve_loopback
 from tests.fakes.providers import FakeApixo, Fault, drive
 
 FAST = Timeouts(submit=0.2, status=0.1, connect=0.1)
@@ -153,14 +154,10 @@ async def test_callback_body_names_the_task(provider: ApixoProvider, fake: FakeA
 
     app = web.Application()
     app.router.add_post("/cb", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, port = await serve_loopback(app)
     try:
         handle = await provider.submit(T2I, callback_url="https://bot.example/cb")
         fake.complete(handle.task_id)
-        port = runner.addresses[0][1]
         assert await fake.send_callback(handle.task_id, f"http://127.0.0.1:{port}/cb") == 200
     finally:
         await runner.cleanup()

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.loopback import serve_loopback
 from tests.reliability.process import (
     db_rows,
     free_port,
@@ -390,11 +391,7 @@ async def test_invite_with_a_page_instead_of_json_says_to_pass_the_id() -> None:
         return web.Response(text="<html>sign in</html>", content_type="text/html")
 
     app.router.add_get("/oauth2/applications/@me", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_loopback(app)
     try:
         async with aiohttp.ClientSession() as session:
             with pytest.raises(InviteError) as caught:

@@ -39,6 +39,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.core.clock import FakeClock
+from tests.fakes.loopback import serve_loopback
 
 T = TypeVar("T")
 
@@ -186,13 +187,9 @@ class FakeProviderServer:
         app = web.Application()
         self._routes(app)
         app.router.add_get("/results/{task_id}/{index}.png", self._wrap("result", self._result))
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        self._runner, port = await serve_loopback(
+            app, self.listen_port, handler_cancellation=True, shutdown_timeout=0.5
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.listen_port)
-        await site.start()
-        port = self._runner.addresses[0][1]
         self.origin = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
@@ -934,13 +931,9 @@ class FakeFileServer:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_get("/{path:.*}", self._serve)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        self._runner, self.port = await serve_loopback(
+            app, handler_cancellation=True, shutdown_timeout=0.5
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
         self.origin = f"http://127.0.0.1:{self.port}"
         return self
 

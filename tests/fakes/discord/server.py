@@ -42,6 +42,7 @@ from tests.fakes.discord.wire import (
     error_response,
     json_response,
 )
+from tests.fakes.loopback import serve_loopback
 
 
 class FakeDiscord(RestMixin, UsersMixin, DmMixin):
@@ -51,13 +52,7 @@ class FakeDiscord(RestMixin, UsersMixin, DmMixin):
     async def start(self) -> FakeDiscord:
         app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024 * 1024)
         self._routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
         return self
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.core.clock import Clock, SystemClock
+from tests.fakes.loopback import serve_loopback
 from tests.fakes.slack.hosting import FileScript, HostingMixin
 from tests.fakes.slack.push import PushMixin
 from tests.fakes.slack.socket import SocketModeMixin
@@ -93,13 +94,7 @@ class FakeSlack(WebApiMixin, SocketModeMixin, PushMixin, HostingMixin):
         r.add_get("/ext/{name}", self._external)
         r.add_post("/upload/v1/{token}", self._upload)
         r.add_post("/response/{id}", self._respond)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app, handler_cancellation=True)
         return self
 
     async def close(self) -> None:
