@@ -6,7 +6,6 @@ provider's own status answer.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,10 @@ from bot.core.models import Job, JobState
 from tests.fakes.providers import FakeFileServer, make_png
 from tests.reliability.audit import check_money, result_messages
 from tests.reliability.flows import imagine, job_for, settled_job
+from tests.reliability.process import free_port
 from tests.reliability.world import open_world
 
 ATTACKER_PNG = make_png(700, 700, (255, 0, 0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

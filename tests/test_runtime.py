@@ -3,7 +3,6 @@ serves callbacks when enabled, and closes everything it opened."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -21,12 +20,7 @@ from tests.engine_doubles import (
     request,
     requester,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.reliability.process import free_port
 
 
 async def test_a_job_runs_end_to_end_with_the_mock_provider(
@@ -67,7 +61,7 @@ async def test_a_job_runs_end_to_end_with_the_mock_provider(
 
 
 async def test_the_callback_server_runs_with_the_runtime(tmp_path: Path, clock: FakeClock) -> None:
-    listen = _free_port()
+    listen = free_port()
     settings = load_settings(
         env_file=None,
         wan_provider="mock",
