@@ -35,7 +35,7 @@ from bench.common import (
 )
 from bench.harness import bot_settings, free_port, running_bot, wait_for, world
 from bench.polling import TARGET_CALLS, TARGET_LAG, Fixed10Plan, FixedPlan
-from bot.core.engine import engine as engine_module
+from bot.core.engine import watching as engine_module
 from bot.core.engine.polling import PollPlan
 
 SCALE = 10.0  # the clock runs this many times faster than real time
@@ -101,7 +101,7 @@ def scheduler(name: str) -> Iterator[None]:
         yield
         return
     if getattr(engine_module, "PollPlan", None) is not PollPlan:
-        raise RuntimeError("bot.core.engine.engine no longer uses PollPlan: update bench")
+        raise RuntimeError("bot.core.engine.watching no longer uses PollPlan: update bench")
     original = engine_module.PollPlan
     engine_module.PollPlan = SCHEDULES[name]
     try:

@@ -7,9 +7,11 @@ task id -> delivering with its result URLs -> done) with a Discord-sized request
 request and delivery record, count=4 and 300-character result URLs. Measured three
 times in one run, on fresh SQLite files after a WAL checkpoint: as the bot stores jobs
 now (URLs beside the row while delivering, dropped at DONE: migration 0004; compact
-JSON, no zero refund row, partial indexes: migration 0006), the same with the Discord
-front end's full delivery record (its Target, input notes and the engine's callback
-token), and in the layout before 0004 (URLs written into the job row and kept).
+JSON, no zero refund row, partial indexes: migration 0006; the callback token set at
+submit as the engine does and cleared when the job ends, no role ids, display name or
+count in the row, a smaller history index: migration 0008), the same with the Discord
+front end's full delivery record (its DiscordRef and input notes), and in the layout
+before 0004 (URLs written into the job row and kept).
 Prints the figures and writes its own section of bench/RESULTS.md (replacing only
 that section).
 Standalone: `python -m bench` does not run it, and its full rewrite of RESULTS.md
@@ -30,11 +32,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.chat.meta import ChatMeta
 from bot.core.clock import FakeClock
-from bot.core.engine.engine import CALLBACK_TOKEN
 from bot.core.models import GenerationRequest, Job, JobState, Requester
 from bot.core.quota import QuotaDefaults
-from bot.discord.delivery import INPUT_NOTES, Target
+from bot.discord.surface import DiscordRef
 from storage.sqlite.db import Database
 from storage.sqlite.jobs import SqliteJobStore
 
@@ -49,6 +51,8 @@ ROOMY = QuotaDefaults(default_limit=10**9, max_running=10**9, max_queued=10**9)
 # Measured before migration 0006 with this workload (bench run of 2026-11-30 20:58 UTC,
 # URLs dropped layout): quoted as such in the section, never as this run's figure.
 BEFORE_0006 = {"file": 1654, "vacuumed": 1613}
+# The same, after migration 0007 and before 0008 (run of 2026-11-30 22:35 UTC).
+BEFORE_0008 = {"file": 1156, "vacuumed": 1092}
 
 
 def _snowflake(rng: random.Random) -> str:
@@ -88,23 +92,18 @@ class People:
 def _job(rng: random.Random, people: People, n: int, now: float, full: bool) -> Job:
     words = rng.choices(["a", "misty", "harbour", "at", "dawn", "with", "boats", "gulls"], k=30)
     requester = people.requester(rng)
-    token = "".join(rng.choices(string.ascii_letters, k=24))
-    delivery: dict[str, object] = {
-        "channel_id": requester.channel_id,
-        "guild_id": requester.guild_id,
-        "status_message_id": _snowflake(rng),
-        "mode": "thread",
-        CALLBACK_TOKEN: token,
-    }
+    status_message_id = str(_snowflake(rng))
+    delivery: dict[str, object] = {"status_message_id": status_message_id}
     if full:
-        # What the Discord front end stores (bot/discord/jobs.py) plus the engine's token.
-        target = Target(
+        # What the Discord front end stores (bot/discord/surface.py DiscordRef, without
+        # what the requester already says) and the chat layer's input notes.
+        ref = DiscordRef(
             channel_id=str(requester.channel_id),
             guild_id=requester.guild_id,
-            status_message_id=str(delivery["status_message_id"]),
+            status_message_id=status_message_id,
             status_channel_id=requester.channel_id,
         )
-        delivery = {**target.to_delivery(), INPUT_NOTES: [], CALLBACK_TOKEN: token}
+        delivery = {**ref.stored(requester), **ChatMeta(notes=[]).stored()}
     return Job(
         id=f"j{n:09d}",
         requester=requester,
@@ -128,7 +127,10 @@ async def _one(
 ) -> None:
     job = await store.admit(_job(rng, people, n, now, full))
     task = f"task-{n:09d}-{rng.randrange(10**12)}"
-    await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING)
+    # As the engine submits (bot/core/engine/dispatch.py): the callback token is set
+    # with the move to SUBMITTING (its own column since 0007; cleared when final, 0008).
+    token = "".join(rng.choices(string.ascii_letters + string.digits + "-_", k=24))
+    await store.transition(job.id, [JobState.QUEUED], JobState.SUBMITTING, callback_token=token)
     await store.transition(
         job.id, [JobState.SUBMITTING], JobState.RUNNING, task_id=task, submitted_at=now
     )
@@ -233,6 +235,14 @@ def _section(
         "jobs_task) hold active jobs only; ledger times and jobs.admitted_at in whole "
         "seconds (4 bytes in SQLite, not 8).",
         "",
+        f"Before migration 0008 (an earlier run, same workload, not this run): "
+        f"{BEFORE_0008['file']:,} B per job, {BEFORE_0008['vacuumed']:,} B after `VACUUM`. "
+        "0008 and the store: a job's callback token is cleared when the job ends (a "
+        "callback is accepted only for an active job); the requester's role ids and "
+        "display name, which nothing reads back from a stored job, are no longer written, "
+        "nor the request's count when it equals the reservation; a user's history index "
+        "without the platform.",
+        "",
     ]
     tables = sorted((k for k in dropped if k.startswith("table:")), key=lambda k: -dropped[k])
     if tables:
@@ -256,9 +266,11 @@ def _section(
         "Discord-sized ids, a 30-word prompt; every change a real transaction "
         "(synchronous=FULL, WAL). Sizes after a WAL checkpoint (TRUNCATE), on fresh "
         "files, the three layouts in one run: 'as stored now' with a short delivery "
-        "record (channel, server, status message, mode, callback token), 'full delivery "
-        "record' with what the Discord front end stores (its Target with status channel, "
-        "thread flag and upload limit, input notes, the callback token), and 'before "
+        "record (the status message; the callback token in its own column, set with the "
+        "move to submitting as the engine does and cleared at the end; a requester with "
+        "two role ids and a name, which the store does not keep), 'full delivery "
+        "record' with what the Discord front end stores (its DiscordRef without the "
+        "requester's channel and server, the chat layer's input notes), and 'before "
         "0004' writing the URLs into the job row. 'after VACUUM' is a `VACUUM INTO` copy "
         "of the same file; 'live' leaves out pages on SQLite's free list. The ledger "
         "rows (reserve and charge per job; a refund only when images are refunded, none "
@@ -285,14 +297,12 @@ def _why_missed(sizes: dict[str, int], jobs: int) -> str:
         f"{payload:,} B on average, about {page // (payload + 6)} to a {page:,} B page, that "
         "grow after insert), "
         "its indexes "
-        f"{indexes:,.0f} B (primary key, active jobs by start time, a user's history), "
+        f"{indexes:,.0f} B (primary key, jobs by state and start time, a user's history), "
         f"the ledger {ledger:,.0f} B (two rows, their UNIQUE (job_id, kind) index and "
         f"the spend report's index; kept for ever) and the daily usage totals "
-        f"{totals:,.0f} B. The row's JSON is the requester (channel, roles, name), the "
-        "request (a 30-word prompt) and the delivery record (message ids and the "
-        "callback token). Reaching 1 kB would take dropping data the bot reads back: "
-        "the delivery record repeats the requester's channel and server (~60 B, written "
-        "by bot/discord/delivery.py, which already falls back to the requester), or "
+        f"{totals:,.0f} B. The row's JSON is the requester (its channel), the "
+        "request (a 30-word prompt) and the delivery record (message ids). Reaching "
+        "1 kB would take dropping data the bot reads back: "
         "sub-second times (~20 B), or the index of a user's history "
         f"({per('jobs_user_created'):,.0f} B); none is "
         "done here. Pruning after JOB_RETENTION_DAYS bounds the total: a pruned job "

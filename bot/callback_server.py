@@ -3,6 +3,8 @@
     POST {CALLBACK_PUBLIC_URL}/callback/{provider}/{job_id}/{token}
     GET  /healthz   200 or 503 with a JSON body naming the failed check
     GET  /metrics   Prometheus text format
+    GET  /media/{token}/{filename}   an input image the bot serves to the provider
+                                     (bot.media; 404 once released or expired)
 
 Webhooks carry no signature, so nothing in them is believed. The URL names the
 job and carries a random per-job token (stored with the job, checked in constant
@@ -26,6 +28,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from bot.media import HostedImage
 from bot.ops.health import HealthChecks
 from bot.ops.metrics import CONTENT_TYPE, PromMetrics
 
@@ -40,6 +43,10 @@ _LINGER_SECONDS = 1.0
 
 class CallbackTarget(Protocol):
     async def on_callback_request(self, provider: str, job_id: str, token: str) -> bool: ...
+
+
+class MediaSource(Protocol):
+    def lookup(self, token: str, filename: str) -> HostedImage | None: ...
 
 
 @dataclass
@@ -61,9 +68,11 @@ class HttpServer:
         *,
         callbacks: CallbackTarget | None = None,
         ops: OpsEndpoints | None = None,
+        media: MediaSource | None = None,
     ) -> None:
         self._target = callbacks
         self._ops = ops
+        self._media = media
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -76,6 +85,9 @@ class HttpServer:
         app.router.add_get("/healthz", self._health)
         if self._ops is not None:
             app.router.add_get("/metrics", self._metrics)
+        if self._media is not None:
+            # GET and HEAD of one image; nothing lists what is hosted.
+            app.router.add_get("/media/{token}/{filename}", self._media_file)
         return app
 
     async def start(self) -> None:
@@ -90,7 +102,11 @@ class HttpServer:
         self.bound_port = int(address[1])
         routes = [
             name
-            for name, on in (("callbacks", self._target), ("health and metrics", self._ops))
+            for name, on in (
+                ("callbacks", self._target),
+                ("health and metrics", self._ops),
+                ("media", self._media),
+            )
             if on is not None
         ]
         log.info(
@@ -141,6 +157,21 @@ class HttpServer:
         response = web.Response(body=self._ops.metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+    async def _media_file(self, request: web.Request) -> web.Response:
+        assert self._media is not None
+        info = request.match_info
+        image = self._media.lookup(info["token"], info["filename"])
+        if image is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(
+            body=image.data,
+            headers={
+                "Content-Type": image.content_type,
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
 
 class CallbackServer(HttpServer):

@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wanbot {package_version()}")
     sub = parser.add_subparsers(dest="command")
 
-    sub.add_parser("run", help="start the bot (Discord if DISCORD_TOKEN is set, else the console)")
+    sub.add_parser(
+        "run",
+        help="start the bot: Discord and/or Slack, whichever has its tokens, else the console",
+    )
     sub.add_parser("console", help="a local chat in the terminal with the same commands")
 
     gen = sub.add_parser("generate", help="run one job from the shell and save the images")
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", type=int, default=None, help="application id (default: asked of Discord)"
     )
 
-    slack = sub.add_parser("slack", help="Slack app tools (the Slack front end is coming)")
+    slack = sub.add_parser("slack", help="Slack app tools")
     slack.add_argument("action", choices=["manifest"], help="manifest: print the app manifest")
 
     from bot.ops.datacli import add_data_commands
@@ -128,13 +131,31 @@ def dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
     from bot.logging_setup import setup_logging
 
     setup_logging(settings.log_level, settings.log_format.value, secrets=secret_values(settings))
+    slack_set = settings.slack_bot_token is not None or settings.slack_app_token is not None
     if command == "run":
-        command = "discord" if settings.discord_token is not None else "console"
+        if settings.discord_token is not None:
+            command = "discord"
+        else:
+            command = "slack-bot" if slack_set else "console"
     try:
         if command == "discord":
             from bot.discord.runner import run_discord
 
-            return run_discord(settings)
+            if settings.slack_bot_token is None or settings.slack_app_token is None:
+                if slack_set:
+                    print(
+                        "wanbot: warning: Slack needs both SLACK_BOT_TOKEN and "
+                        "SLACK_APP_TOKEN; starting Discord only",
+                        file=sys.stderr,
+                    )
+                return run_discord(settings)
+            from bot.fronts import beside_discord
+
+            return run_discord(settings, beside_discord(settings))  # one process, one engine
+        if command == "slack-bot":
+            from bot.fronts import run_slack
+
+            return run_slack(settings)
         if command == "sync":
             from bot.discord.runner import run_sync
 
@@ -152,7 +173,7 @@ def dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
 
             return run_generate(settings, args)
         if command == "doctor":
-            from bot.console.doctor import run_doctor
+            from bot.ops.doctor import run_doctor
 
             return run_doctor(settings)
         if command == "slack":
@@ -200,6 +221,8 @@ def secret_values(settings: Settings) -> list[str]:
     values = []
     for secret in (
         settings.discord_token,
+        settings.slack_bot_token,
+        settings.slack_app_token,
         settings.apixo_api_key,
         settings.evolink_api_key,
         settings.dashscope_api_key,

@@ -1,7 +1,7 @@
 """The composition root every front end shares: settings in, a running bot core out.
 
     rt = Runtime(settings)                 # inside a running event loop; no I/O yet
-    rt.engine.register_delivery("discord", port)
+    rt.chat.add_surface(surface)           # a front end: its jobs' delivery port
     await rt.start()                       # opens the database, recovers jobs, listens
     ...
     await rt.close()                       # engine, callback server, tasks, HTTP, DB
@@ -14,6 +14,7 @@ provider, an HTTP session or a database path; what is passed in is not closed he
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.callback_server import HttpServer
+from bot.chat.service import ChatService
+from bot.chat.starting import ChatDeps
 from bot.core.alerts import AlertThrottle, FanOut, LogAlerts
 from bot.core.clock import Clock, SystemClock
 from bot.core.download import SafeDownloader
@@ -31,6 +34,7 @@ from bot.core.ports import ImageProvider
 from bot.core.providers.factory import build_provider
 from bot.core.quota import QuotaDefaults
 from bot.core.tasks import TaskGroup
+from bot.media import MediaHost, build_media
 from bot.memory import Trimmer, tune_allocator
 from bot.ops.wiring import build_health, build_metrics, build_servers, prune_daily
 from bot.settings import ProviderName, Settings
@@ -141,10 +145,17 @@ class Runtime:
         self.engine.alerts = AlertThrottle(self.alert_sinks, self.clock)
         # Front ends add themselves: self.health.watch_frontend("discord", bot.is_ready).
         self.health = build_health(self.store, self.metrics)
+        # Input images the bot serves itself (APIXO fetches public URLs only); None when
+        # the provider takes them another way or no public URL is set. Front ends host
+        # through `media.session()`; a job's images go when the job ends.
+        self.media: MediaHost | None = build_media(settings, self.provider, self.clock)
+        if self.media is not None:
+            self.engine.on_final(self.media.job_final)
+        self._price = price
         self.http_servers: list[HttpServer]
         self.callback_server: HttpServer | None
         self.http_servers, self.callback_server = build_servers(
-            settings, self.engine, self.store, self.metrics, self.health
+            settings, self.engine, self.store, self.metrics, self.health, self.media
         )
         if settings.callback_enabled and not self.engine.callbacks_enabled:
             log.warning(
@@ -153,6 +164,23 @@ class Runtime:
             )
         self._opened = False
         self._started = False
+
+    @functools.cached_property
+    def chat(self) -> ChatService:
+        """Every use case once, for every chat front end; each adds its surface. Built
+        on first use, from the parts as they are then (tests may swap some)."""
+        return ChatService(
+            ChatDeps(
+                engine=self.engine,
+                jobs=self.jobs,
+                quotas=self.quotas,
+                provider=self.provider,
+                downloader=self.downloader,
+                clock=self.clock,
+                image_executor=self.image_executor,
+                price_per_image=self._price,
+            )
+        )
 
     async def open(self) -> Runtime:
         """Take the database's process lock, then open it (idempotent). Raises

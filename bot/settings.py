@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     discord_api_base_url: str | None = None
     discord_gateway_url: str | None = None
 
+    # Slack (Socket Mode): the bot token (xoxb-) and the app-level token (xapp-, scope
+    # connections:write); both set starts the Slack front end. The API base URL only
+    # changes for tests and proxies (keep its trailing slash).
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_base_url: str = "https://slack.com/api/"
+    # Slack user ids that are admins here besides the workspace's admins and owners.
+    slack_admin_user_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Provider choice; empty means: the first provider with a key, else mock.
     wan_provider: ProviderName | None = None
     apixo_api_key: SecretStr | None = None
@@ -89,6 +98,12 @@ class Settings(BaseSettings):
     callback_public_url: str | None = None
     callback_host: str = "0.0.0.0"
     callback_port: int = Field(default=8080, ge=1, le=65535)
+    # Input images served by the bot itself (GET /media/...) for providers that only
+    # fetch public URLs (APIXO): the public address that reaches CALLBACK_HOST:
+    # CALLBACK_PORT. Empty: CALLBACK_PUBLIC_URL; neither: local and private images are
+    # refused on APIXO. At most MEDIA_MAX_BYTES are held in memory at once.
+    media_public_url: str | None = None
+    media_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
     # Health and metrics (/healthz, /metrics); no port means off. The same port as
     # CALLBACK_PORT shares the callback server (and its host).
@@ -127,8 +142,17 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("slack_admin_user_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator(
         "discord_token",
+        "slack_bot_token",
+        "slack_app_token",
         "apixo_api_key",
         "evolink_api_key",
         "dashscope_api_key",
@@ -149,6 +173,7 @@ class Settings(BaseSettings):
         "discord_api_base_url",
         "discord_gateway_url",
         "callback_public_url",
+        "media_public_url",
         "metrics_port",
         mode="before",
     )
@@ -157,6 +182,15 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("media_public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// address (the bot's public base URL)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -174,6 +208,11 @@ class Settings(BaseSettings):
             ProviderName.DASHSCOPE: self.dashscope_api_key,
             ProviderName.MOCK: None,
         }[provider]
+
+    def media_base_url(self) -> str | None:
+        """Where providers fetch the input images the bot serves: MEDIA_PUBLIC_URL,
+        else CALLBACK_PUBLIC_URL (the same HTTP server), else None."""
+        return self.media_public_url or self.callback_public_url or None
 
     def effective_provider(self) -> ProviderName:
         """The provider to use: the configured one, else the first with a key, else mock."""

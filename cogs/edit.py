@@ -8,17 +8,19 @@ import functools
 import logging
 import re
 import secrets
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat import wording
 from bot.core.errors import ValidationFailed, WanbotError
 from bot.core.validation import ImageSource, check_metadata, check_options
-from bot.discord import render
 from bot.discord.bot import WanBot
-from bot.discord.jobs import JobOrigin, instant_checks, message_image_sources
-from bot.discord.respond import defer
+from bot.discord.conversation import DiscordConversation, message_image_sources
+from bot.discord.embeds import STYLE
+from bot.discord.front import DiscordFront
 from bot.discord.views import PromptModal
 
 log = logging.getLogger(__name__)
@@ -27,28 +29,31 @@ _MENTION = re.compile(r"<@!?(\d+)>")
 
 
 class Edit(commands.Cog):
-    def __init__(self, bot: WanBot) -> None:
-        self.bot = bot
+    def __init__(
+        self, bot: WanBot, front: DiscordFront, tree: app_commands.CommandTree[Any]
+    ) -> None:
+        self.bot = bot  # the client: who the bot is, and whether it can read messages
+        self.front = front
+        self.tree = tree
         self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_menu)
         self.menu = app_commands.guild_only(self.menu)
 
     async def cog_load(self) -> None:
-        self.bot.tree.add_command(self.menu)
+        self.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
-        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+        self.tree.remove_command(self.menu.name, type=self.menu.type)
 
     # ------------------------------------------------------------ the menu
     async def edit_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        caps = self.bot.rt.provider.capabilities
+        caps = self.front.caps
         sources = message_image_sources([message])[: caps.max_input_images]
         if not sources:
             raise ValidationFailed(["that message has no image to edit"])
-        origin = JobOrigin.from_interaction(interaction)
-        config = self.bot.configs.peek(str(origin.guild.id))
-        normalize = config.normalize_images if config is not None else True
+        conv = self.front.conversation(interaction)
+        normalize = self.front.normalize(interaction.guild_id)
         check_metadata([s.metadata(i) for i, s in enumerate(sources, 1)], caps, normalize)
-        self.bot.starter.precheck(origin, config)
+        self.front.checked(conv)
         modal = PromptModal(
             title="Edit image",
             on_prompt=functools.partial(self._menu_prompt, sources=sources),
@@ -59,11 +64,8 @@ class Edit(commands.Cog):
     async def _menu_prompt(
         self, interaction: discord.Interaction, prompt: str, *, sources: list[ImageSource]
     ) -> None:
-        caps = self.bot.rt.provider.capabilities
-        options = check_options(prompt, None, None, 1, len(sources), caps)
-        origin = JobOrigin.from_interaction(interaction)
-        await defer(interaction)
-        await self.bot.starter.start(origin, options, sources)
+        options = check_options(prompt, None, None, 1, len(sources), self.front.caps)
+        await self.front.start(self.front.conversation(interaction), options, sources)
 
     # ------------------------------------------------------- reply + mention
     @commands.Cog.listener()
@@ -76,7 +78,8 @@ class Edit(commands.Cog):
         try:
             await self._edit_by_reply(message)
         except WanbotError as exc:
-            await self._reply(message, render.user_error_text(exc))
+            now = self.front.chat.deps.clock.now()
+            await self._reply(message, wording.refusal(exc, STYLE, now))
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("edit by reply failed (error id %s)", error_id)
@@ -90,7 +93,7 @@ class Edit(commands.Cog):
         return any(int(uid) == bot_id for uid in _MENTION.findall(message.content))
 
     async def _edit_by_reply(self, message: discord.Message) -> None:
-        caps = self.bot.rt.provider.capabilities
+        caps = self.front.caps
         referenced = await self._referenced(message)
         sources = message_image_sources([m for m in (referenced, message) if m is not None])
         if not sources:
@@ -102,12 +105,13 @@ class Edit(commands.Cog):
             )
             raise ValidationFailed([f"I found no image in the message you replied to{hint}"])
         prompt = _MENTION.sub("", message.content).strip()
-        origin = JobOrigin.from_message(message)
-        config = await self.bot.configs.get(str(origin.guild.id))
+        conv = DiscordConversation.of_message(message, self.front.surface)
+        config = await self.front.chat.configs.get(conv.requester.space)
         sources = sources[: caps.max_input_images]
-        options = instant_checks(prompt, None, None, 1, sources, caps, config.normalize_images)
-        self.bot.starter.precheck(origin, config)
-        await self.bot.starter.start(origin, options, sources)
+        options = self.front.chat.check(
+            prompt, None, None, 1, sources, normalize=config.normalize_images
+        )
+        await self.front.start(self.front.checked(conv), options, sources)
 
     @staticmethod
     async def _referenced(message: discord.Message) -> discord.Message | None:
@@ -135,11 +139,11 @@ class Edit(commands.Cog):
     @staticmethod
     async def _reply(message: discord.Message, text: str) -> None:
         try:
-            await message.reply(render.clip(text, 1900), mention_author=False)
+            await message.reply(wording.clip(text, 1900), mention_author=False)
         except discord.HTTPException as exc:
             log.info("could not answer a reply in %s: %s", message.channel.id, exc)
 
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, WanBot)
-    await bot.add_cog(Edit(bot))
+    await bot.add_cog(Edit(bot, bot.front, bot.tree))

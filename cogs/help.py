@@ -6,32 +6,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord import render
+from bot.chat.cards import help_card
+from bot.discord import embeds
 from bot.discord.bot import WanBot
 
 
 class Help(commands.Cog):
     def __init__(self, bot: WanBot) -> None:
-        self.bot = bot
+        self.bot = bot  # whether the bot can read other people's messages
 
     @app_commands.command(name="help", description="How to make and edit images with the bot")
     async def help(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(embed=self.embed(), ephemeral=True)
 
     def embed(self) -> discord.Embed:
-        caps = self.bot.rt.provider.capabilities
-        ratios = ", ".join(dict.fromkeys([*caps.aspect_ratios_t2i, *caps.aspect_ratios_i2i]))
-        embed = discord.Embed(title="Wan 2.5 images", colour=render.BLURPLE)
-        embed.add_field(
-            name="Make images",
-            value=(
-                "`/imagine prompt [negative] [aspect] [count] [image1..]`\n"
-                f"Up to {caps.max_count} images at once; aspect ratios: {ratios}. "
-                f"Attach up to {caps.max_input_images} images to edit or combine them "
-                "(JPEG, PNG, BMP or WebP, 384-5000 px per side, at most 10 MB)."
-            ),
-            inline=False,
-        )
         reply = (
             "Reply to a message with an image, mention me and say what to change."
             if self.bot.message_content
@@ -39,36 +27,13 @@ class Help(commands.Cog):
             "(This bot can't read other people's messages: its Message Content intent is "
             "off, so it only sees images attached to the reply itself.)"
         )
-        embed.add_field(
-            name="Edit images",
-            value=f"Right-click (long-press) a message → **Apps → Edit image**.\n{reply}",
-            inline=False,
+        card = help_card(
+            self.bot.front.caps,
+            embeds.STYLE,
+            imagine="`/imagine prompt [negative] [aspect] [count] [image1..]`",
+            edit_how=f"Right-click (long-press) a message → **Apps → Edit image**.\n{reply}",
         )
-        embed.add_field(
-            name="Results",
-            value=(
-                "Results come back as attachments with buttons: **Reroll** (same request, "
-                "new images), **Edit N** (change one image), **Info** (parameters, cost, "
-                "timings) and **Delete** (yours, or any as an admin)."
-            ),
-            inline=False,
-        )
-        embed.add_field(
-            name="Your jobs and quota",
-            value=(
-                "`/jobs` your recent jobs · `/show id` brings a result back · "
-                "`/cancel id` stops a job · `/usage` your quota and when it resets. "
-                "Failed images are never charged."
-            ),
-            inline=False,
-        )
-        embed.add_field(
-            name="Admins",
-            value="`/quota` limits, grants, blocks, budget and report · `/config` results "
-            "mode, image repair, allowed channels.",
-            inline=False,
-        )
-        return embed
+        return embeds.embed(card)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -17,22 +17,23 @@ from discord.ext import commands
 
 from bot.core.models import Capabilities
 from bot.discord.bot import WanBot
-from bot.discord.jobs import JobOrigin, attachment_source, instant_checks
-from bot.discord.respond import defer
+from bot.discord.conversation import attachment_source
+from bot.discord.front import DiscordFront
 
 IMAGE_PARAMS = ("image1", "image2", "image3")
 
 
 class Imagine(commands.Cog):
-    def __init__(self, bot: WanBot) -> None:
-        self.bot = bot
-        self.command = build_imagine_command(self, bot.rt.provider.capabilities)
+    def __init__(self, front: DiscordFront, tree: app_commands.CommandTree[Any]) -> None:
+        self.front = front
+        self.tree = tree
+        self.command = build_imagine_command(self, front.caps)
 
     async def cog_load(self) -> None:
-        self.bot.tree.add_command(self.command)
+        self.tree.add_command(self.command)
 
     async def cog_unload(self) -> None:
-        self.bot.tree.remove_command(self.command.name)
+        self.tree.remove_command(self.command.name)
 
     async def imagine(
         self,
@@ -43,16 +44,14 @@ class Imagine(commands.Cog):
         count: int | None = None,
         images: Sequence[discord.Attachment | None] = (),
     ) -> None:
-        caps = self.bot.rt.provider.capabilities
         attachments = [a for a in images if a is not None]
         sources = [attachment_source(a, i) for i, a in enumerate(attachments, start=1)]
-        origin = JobOrigin.from_interaction(interaction)
-        config = self.bot.configs.peek(str(origin.guild.id))
-        normalize = config.normalize_images if config is not None else True
-        options = instant_checks(prompt, negative, aspect, count, sources, caps, normalize)
-        self.bot.starter.precheck(origin, config)
-        await defer(interaction)
-        await self.bot.starter.start(origin, options, sources)
+        conv = self.front.conversation(interaction)
+        normalize = self.front.normalize(interaction.guild_id)
+        options = self.front.chat.check(
+            prompt, negative, aspect, count, sources, normalize=normalize
+        )
+        await self.front.start(self.front.checked(conv), options, sources)
 
 
 def build_imagine_command(cog: Imagine, caps: Capabilities) -> app_commands.Command[Any, Any, None]:
@@ -114,4 +113,4 @@ def build_imagine_command(cog: Imagine, caps: Capabilities) -> app_commands.Comm
 
 async def setup(bot: commands.Bot) -> None:
     assert isinstance(bot, WanBot)
-    await bot.add_cog(Imagine(bot))
+    await bot.add_cog(Imagine(bot.front, bot.tree))

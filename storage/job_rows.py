@@ -7,6 +7,15 @@ which decoding fills in again. The requester's platform and user id are columns 
 the row, and so is its server (scope_id), so its JSON leaves them out; rows written
 before migration 0006 still carry them and decode the same.
 
+Since migration 0008 a row also leaves out what nothing reads back from a stored job
+and what another column holds (rows written before keep them and decode the same):
+  * the requester's role ids and display name: they matter when a request is
+    admitted (quota by role) and are taken from the live requester every time
+    (admission, /usage, a reroll); a stored job is never checked against them again;
+  * the request's image count when it equals the reservation (`reserved`, which
+    admit() sets to it and nothing changes): decoding takes it from there;
+  * the callback token, once the job is final (see final_values()).
+
 Also the store rules that do not depend on the backend: the row admit() inserts, the
 checks of transition() and finish(), and what they report. Pure: no connection, no
 SQL dialect.
@@ -25,7 +34,7 @@ from pydantic import TypeAdapter
 
 from bot.core.errors import NotFound
 from bot.core.models import ACTIVE_STATES, Job, JobState
-from bot.core.quota import DIRECT_SCOPE, quota_scope
+from bot.core.quota import DIRECT_SCOPE
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +47,16 @@ PROTECTED = frozenset(
 )
 FINAL_STATES = tuple(state.value for state in JobState if state.final)
 ACTIVE_STATE_VALUES = tuple(state.value for state in ACTIVE_STATES)
+# One column per Job field (callback_token too, since migration 0007: the token a
+# provider's callback must carry is no longer kept in the delivery JSON).
 JOB_COLUMNS = tuple(Job.model_fields)
 # Columns the store sets at admission, beside the Job's own fields.
 EXTRA_COLUMNS = ("platform", "user_id", "scope_id", "admitted_at")
 # What a store selects to rebuild a Job: its fields, then the requester's identity.
 IDENTITY_COLUMNS = ("platform", "user_id", "scope_id")
+# Requester fields a row does not keep (since 0008): its columns, and what only a live
+# requester is asked for (see the module's docstring).
+_REQUESTER_LEFT_OUT = ("platform", "user_id", "role_ids", "display_name")
 READ_COLUMNS = (*JOB_COLUMNS, *IDENTITY_COLUMNS)
 # The active states as an SQL list, literally as migration 0006's partial indexes
 # name them: a query must repeat it for the index to be usable.
@@ -89,9 +103,11 @@ def encode_fields(fields: Mapping[str, Any], allow: Iterable[str] = ()) -> dict[
         if name in PROTECTED and name not in allowed:
             raise ValueError(f"{name!r} cannot be set this way")
         adapter = _adapter(name)
-        plain = adapter.dump_python(
-            adapter.validate_python(value), mode="json", exclude_defaults=name in _MODEL_FIELDS
-        )
+        validated = adapter.validate_python(value)
+        plain = adapter.dump_python(validated, mode="json", exclude_defaults=name in _MODEL_FIELDS)
+        if name == "request":
+            # Always explicit here: a row without a count decodes it as `reserved`.
+            plain["count"] = validated.count
         values[name] = _dumps(plain) if name in JSON_FIELDS else plain
     return values
 
@@ -100,10 +116,17 @@ def row_params(job: Job, scope_id: str) -> dict[str, Any]:
     """Every Job field as a column value, for a row whose scope_id is `scope_id`
     (and whose platform and user_id columns are the requester's)."""
     data = job.model_dump(mode="json")
-    data["request"] = job.request.model_dump(mode="json", exclude_defaults=True)
+    request = job.request.model_dump(mode="json", exclude_defaults=True)
+    if job.request.count == job.reserved:
+        request.pop("count", None)  # restored from `reserved` by job_from_row()
+    else:
+        request["count"] = job.request.count
+    data["request"] = request
     requester = job.requester.model_dump(mode="json", exclude_defaults=True)
-    # In the row's columns already: restored from them by job_from_row().
-    del requester["platform"], requester["user_id"]
+    # In the row's columns already (restored from them by job_from_row()), or only
+    # ever read from a live requester.
+    for name in _REQUESTER_LEFT_OUT:
+        requester.pop(name, None)
     if requester.get("guild_id") == scope_id != DIRECT_SCOPE:
         del requester["guild_id"]
     data["requester"] = requester
@@ -118,6 +141,9 @@ def job_from_row(row: Iterable[Any]) -> Job:
     platform, user_id, scope_id = (data.pop(name) for name in IDENTITY_COLUMNS)
     for name in JSON_FIELDS:
         data[name] = json.loads(data[name])
+    # Left out when it equals the reservation (0008). Before 0008 it was left out only
+    # when 1 (its default), and then `reserved` is 1 too: admit() sets it to the count.
+    data["request"].setdefault("count", data["reserved"])
     requester = data["requester"]
     requester.setdefault("platform", platform)
     requester.setdefault("user_id", user_id)
@@ -132,7 +158,7 @@ def admission(
     """`job` as admit() stores it (see admitted()) and its row: the Job's fields and
     EXTRA_COLUMNS, by column name."""
     requester = job.requester
-    scope = quota_scope(requester.guild_id)
+    scope = requester.space.id
     job = admitted(job, price_per_image_usd)
     params = row_params(job, scope)
     params.update(
@@ -156,6 +182,15 @@ def transition_values(new_state: JobState, fields: Mapping[str, Any]) -> dict[st
     """The columns transition() sets: `fields` (`delivered` allowed) and the state."""
     values = encode_fields(fields, allow={"delivered"})
     values["state"] = new_state.value
+    return final_values(new_state, values)
+
+
+def final_values(new_state: JobState, values: dict[str, Any]) -> dict[str, Any]:
+    """`values`, and for a final state no callback token any more: a callback is
+    accepted only for an active job (the engine refuses one for a finished job, and
+    one without a token), so the token is dead weight in every kept row (0008)."""
+    if new_state.final:
+        values["callback_token"] = None
     return values
 
 
@@ -168,7 +203,7 @@ def finish_values(
     values = encode_fields(fields)
     values.setdefault("finished_at", now)
     values.update(state=new_state.value, delivered=delivered)
-    return values
+    return final_values(new_state, values)
 
 
 def job_not_found(job_id: str) -> NotFound:

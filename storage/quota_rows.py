@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.core.errors import ValidationFailed
-from bot.core.models import DayUsage, GuildConfig, Period, ServerReport, UsageRow
+from bot.core.models import DayUsage, GuildConfig, Period, ServerReport, Space, UsageRow
 from bot.core.quota import LimitRule, QuotaFacts
 
 # The windows a facts query sums usage and grants over, in this order.
@@ -35,11 +35,13 @@ def period_value(period: Period | None) -> str | None:
     return Period(period).value if period else None
 
 
-def guild_config(guild_id: str, stored: str | None) -> GuildConfig:
-    """A server's config from guild_config.config (JSON), or the defaults."""
+def guild_config(space: Space, stored: str | None) -> GuildConfig:
+    """A space's config from guild_config.config (JSON), or the defaults. The row's key
+    says whose it is (JSON written before migration 0007 has no platform)."""
     if stored is None:
-        return GuildConfig(guild_id=guild_id)
-    return GuildConfig.model_validate_json(stored)
+        return GuildConfig(guild_id=space.id, platform=space.platform)
+    config = GuildConfig.model_validate_json(stored)
+    return config.model_copy(update={"guild_id": space.id, "platform": space.platform})
 
 
 def quota_facts(
@@ -129,28 +131,28 @@ class LimitShortcuts:
     implements `_set_limit` and `_clear_limit`."""
 
     async def _set_limit(
-        self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
+        self, space: Space, scope: str, subject_id: str, limit: int, period: Period | None
     ) -> None:
         raise NotImplementedError
 
-    async def _clear_limit(self, guild_id: str, scope: str, subject_id: str) -> None:
+    async def _clear_limit(self, space: Space, scope: str, subject_id: str) -> None:
         raise NotImplementedError
 
     async def set_user_limit(
-        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
+        self, space: Space, user_id: str, limit: int, period: Period | None = None
     ) -> None:
-        await self._set_limit(guild_id, "user", user_id, limit, period)
+        await self._set_limit(space, "user", user_id, limit, period)
 
-    async def clear_user_limit(self, guild_id: str, user_id: str) -> None:
-        await self._clear_limit(guild_id, "user", user_id)
+    async def clear_user_limit(self, space: Space, user_id: str) -> None:
+        await self._clear_limit(space, "user", user_id)
 
     async def set_role_limit(
-        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
+        self, space: Space, role_id: str, limit: int, period: Period | None = None
     ) -> None:
-        await self._set_limit(guild_id, "role", role_id, limit, period)
+        await self._set_limit(space, "role", role_id, limit, period)
 
-    async def clear_role_limit(self, guild_id: str, role_id: str) -> None:
-        await self._clear_limit(guild_id, "role", role_id)
+    async def clear_role_limit(self, space: Space, role_id: str) -> None:
+        await self._clear_limit(space, "role", role_id)
 
-    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None:
-        await self._set_limit(guild_id, "server", SERVER_SUBJECT, limit, period)
+    async def set_server_default(self, space: Space, limit: int, period: Period) -> None:
+        await self._set_limit(space, "server", SERVER_SUBJECT, limit, period)

@@ -285,7 +285,7 @@ class RecordingPort:
 
     def __init__(self) -> None:
         self.updates: list[tuple[str, ProgressUpdate, float]] = []
-        self.deliveries: list[tuple[str, list[ResultImage], list[str]]] = []
+        self.deliveries: list[tuple[str, list[ResultImage], int]] = []
         self.failures: list[tuple[str, UserError]] = []
         self.deliver_gate: asyncio.Event | None = None
         self.deliver_started: list[str] = []
@@ -296,22 +296,20 @@ class RecordingPort:
         when = self.clock.monotonic() if self.clock is not None else 0.0
         self.updates.append((job.id, update, when))
 
-    async def deliver(
-        self, job: Job, images: list[ResultImage], notes: list[str]
-    ) -> dict[str, Any]:
+    async def deliver(self, job: Job, images: list[ResultImage], failed: int) -> dict[str, Any]:
         self.deliver_started.append(job.id)
         if self.deliver_gate is not None:
             await self.deliver_gate.wait()
         if self.deliver_errors > 0:
             self.deliver_errors -= 1
             raise ConnectionError("the chat platform is down")
-        self.deliveries.append((job.id, images, notes))
+        self.deliveries.append((job.id, images, failed))
         return {"message_id": f"msg-{job.id}"}
 
     async def fail(self, job: Job, error: UserError) -> None:
         self.failures.append((job.id, error))
 
-    def delivered(self, job_id: str) -> list[tuple[str, list[ResultImage], list[str]]]:
+    def delivered(self, job_id: str) -> list[tuple[str, list[ResultImage], int]]:
         return [d for d in self.deliveries if d[0] == job_id]
 
     def failed(self, job_id: str) -> list[UserError]:

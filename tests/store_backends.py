@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.core.clock import Clock
+from bot.core.models import Space
 from bot.core.ports import JobStore, QuotaAdmin
 from bot.core.quota import QuotaDefaults
 from storage.postgres.db import PgDatabase
@@ -27,6 +28,11 @@ from storage.sqlite.quotas import SqliteQuotaAdmin
 from tests.pg import PgCluster, fresh_name
 
 _QMARK = re.compile(r"\?")
+
+
+def space(guild: str, platform: str = "discord") -> Space:
+    """The quota space of a server (a Discord one unless told): what QuotaAdmin keys on."""
+    return Space(platform=platform, id=guild)
 
 
 @dataclass

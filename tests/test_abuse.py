@@ -24,6 +24,7 @@ from tests.reliability.audit import (
 )
 from tests.reliability.flows import everyone_told, finish_every_task, imagine, settled_job
 from tests.reliability.world import World, open_world
+from tests.store_backends import space
 
 FLOOD = 500
 ADMIN_TABLES = ("quota_limits", "grants", "blocks", "server_budgets", "guild_config")
@@ -96,7 +97,7 @@ async def test_a_flood_from_one_user_gets_exactly_the_quota(
             assert "You have used 10 of 10 images today" in text, text
         # Refused requests leave no status message behind; admitted ones keep theirs.
         assert len(public_bot_messages(world.fake)) == 10
-        usage = await world.rt.quotas.usage(world.fake.guild_id, mallory.id)
+        usage = await world.rt.quotas.usage(space(world.fake.guild_id), mallory.id)
         assert (usage.used, usage.remaining, usage.in_flight) == (10, 0, 10)
 
         jobs = await world.drive(lambda: finish_every_task(world))
@@ -231,7 +232,7 @@ async def test_members_cannot_use_admin_commands_even_when_discord_lets_them(
             text = private_answer(world.fake, interaction)
             assert text is not None and "Only server admins" in text, (command.name, text)
         assert await admin_state(world) == before
-        config = await world.rt.quotas.guild_config(world.fake.guild_id)
+        config = await world.rt.quotas.guild_config(space(world.fake.guild_id))
         assert config.delivery_mode == "thread" and config.normalize_images
 
         # The same commands from an admin do act (so the refusals above were real).

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from bot.chat.wording import ADMINS_TOLD
 from bot.cli import build_parser
 from bot.console.alerts import drop_alert_log_lines
 from bot.console.generate import generate
-from bot.core.alerts import ADMINS_TOLD, AlertThrottle
+from bot.core.alerts import AlertThrottle
 from bot.core.clock import FakeClock
 from bot.core.models import AdminAlert, AlertCause, ErrorKind, Job
 from bot.discord.alerts import DiscordAlerts
@@ -32,6 +33,7 @@ from tests.fakes.providers import FakeApixo, Fault
 from tests.reliability.audit import failure_shown, kind_shown, private_answer
 from tests.reliability.flows import everyone_told, imagine, job_for
 from tests.reliability.world import World, open_world
+from tests.store_backends import space
 
 HOUR = 3600.0
 
@@ -40,7 +42,7 @@ HOUR = 3600.0
 async def alert_world(tmp_path: Path, clock: FakeClock, **settings: Any) -> AsyncIterator[World]:
     """The world wired as bot/discord/runner.py wires production."""
     async with open_world(tmp_path, clock, **settings) as world:
-        world.rt.alert_sinks.add(DiscordAlerts(world.bot))
+        world.rt.alert_sinks.add(DiscordAlerts(world.bot, world.rt.chat.configs))
         yield world
 
 
@@ -57,7 +59,7 @@ async def set_alerts_channel(world: World, channel: FakeChannel) -> FakeInteract
     run = await fake.slash("config", fake.owner, {"channel": channel}, subcommand="alerts")
 
     async def saved() -> bool:
-        config = await world.rt.quotas.guild_config(fake.guild_id)
+        config = await world.rt.quotas.guild_config(space(fake.guild_id))
         return config.alerts_channel_id == channel.id and bool(run.answer(ephemeral=True))
 
     await world.drive(saved)
@@ -175,7 +177,7 @@ async def test_a_budget_used_up_is_told_once(tmp_path: Path, clock: FakeClock) -
         fake = world.fake
         alerts = await fake.create_channel("bot-alerts")
         await set_alerts_channel(world, alerts)
-        await world.rt.quotas.set_server_budget(fake.guild_id, 1)
+        await world.rt.quotas.set_server_budget(space(fake.guild_id), 1)
         await imagine(world, prompt="the last one")
         for prompt in ("one too many", "and another"):
             refused = await imagine(world, prompt=prompt)
@@ -239,6 +241,21 @@ async def test_the_throttle_sends_one_per_cause_and_server_per_hour(clock: FakeC
     await clock.advance(1)
     await throttle.alert(fact(setup))
     assert len(sink.sent) == 5
+
+
+async def test_the_same_server_id_on_two_platforms_is_two_places(clock: FakeClock) -> None:
+    # A Slack workspace and a Discord server may share an id: each gets its own alert,
+    # and Discord never tries to deliver a Slack workspace's alert.
+    sink = Recorder()
+    throttle = AlertThrottle(sink, clock)
+    on = {
+        p: fact(AlertCause.PROVIDER_SETUP).model_copy(update={"platform": p})
+        for p in ("discord", "slack")
+    }
+    assert await throttle.alert(on["discord"]) and await throttle.alert(on["slack"])
+    assert len(sink.sent) == 2
+    not_a_client: Any = object()  # never used: the alert is not Discord's
+    assert await DiscordAlerts(not_a_client, not_a_client).alert(on["slack"]) is False
 
 
 async def test_the_throttle_shares_an_alert_in_flight_and_remembers_failure(

@@ -25,6 +25,7 @@ from tests.image_corpus import CASES, ImageCase, Verdict
 from tests.reliability.audit import answer_text, check_money, private_answer
 from tests.reliability.flows import job_for, settled_job
 from tests.reliability.world import World, open_world
+from tests.store_backends import space
 
 EPHEMERAL = 1 << 6
 
@@ -45,7 +46,7 @@ async def set_repair(world: World, enabled: bool) -> None:
     await world.fake.wait_callback(command)
 
     def applied() -> bool:
-        config = world.bot.configs.peek(world.fake.guild_id)
+        config = world.rt.chat.configs.peek(space(world.fake.guild_id))
         return config is not None and config.normalize_images is enabled
 
     await world.drive(applied)

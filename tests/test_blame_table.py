@@ -4,7 +4,8 @@ The rows come from the table in docs/providers.md, so the documentation, the cod
 tables and the behaviour cannot drift apart: every row is played through the
 provider's fake (the real engine, store and adapter) and the job must end with that
 row's blame, in words that ask for a new prompt or image only when the prompt or image
-was refused, with "not charged" said exactly once on Discord and at the console.
+was refused, with "not charged" said exactly once (bot/chat/wording.py says it for every
+front end; the Discord card draws it as it is).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import render as console_render
+from bot.chat import cards, wording
+from bot.chat.style import PlainStyle
+from bot.chat.wording import CHANGE_REQUEST
 from bot.core.clock import FakeClock
-from bot.core.engine.failures import CHANGE_REQUEST, KIND_FOR_CATEGORY, for_category
+from bot.core.engine.failures import KIND_FOR_CATEGORY, for_category
 from bot.core.models import ErrorKind, FailureCategory, JobState, UserError
 from bot.core.providers import apixo, dashscope, evolink
 from bot.core.providers.base import category_for_status, lookup_category
-from bot.discord import render as discord_render
+from bot.discord import embeds
 from storage.sqlite.db import Database
 from tests.engine_doubles import request, requester
 from tests.fakes.providers import Fault
@@ -106,12 +109,12 @@ def test_the_code_tables_follow_the_doc(row: Row) -> None:
 
 def _said_once(error: UserError, world: World, job_id: str) -> None:
     """Discord's card and the console line carry the cause once, "charged" once."""
-    job_request = request()
-    discord_text = discord_render.failure_text(error)
-    embed = discord_render.failure_embed(job_request, error)
-    console_text = console_render.failure_text(error, console_render.retry_command(job_request))
+    cause, _ = wording.failure_cause(error)
+    discord_text = wording.failure_text(error, embeds.STYLE)
+    embed = embeds.embed(cards.failure_card(request(), error, embeds.STYLE))
+    console_text = wording.failure_text(error, PlainStyle())
     for text in (discord_text, embed.description or "", console_text):
-        assert text.count(error.message) == 1, text
+        assert text.count(cause) == 1, text
         assert text.lower().count("charged") == 1, text
         assert text.count(CHANGE_REQUEST) == (error.kind is ErrorKind.USER_INPUT), text
     assert job_id in discord_text
@@ -148,7 +151,7 @@ async def test_each_row_through_the_fake(row: Row, db: Database, clock: FakeCloc
         assert final.state is JobState.FAILED
         assert final.error_kind is KIND_FOR_CATEGORY[row.category], final.error_message
         [error] = world.port.failed(job_id)
-        message = error.message
+        message = wording.failure_text(error)
         assert (CHANGE_REQUEST in message) is (row.category is FailureCategory.USER), message
         if row.category in (FailureCategory.REQUEST, FailureCategory.CONFIG):
             assert "not your fault" in message or "not with your prompt" in message
@@ -160,12 +163,12 @@ def test_the_reported_double_wording_is_gone() -> None:
     # "...You were not charged. (`BadRequest`). Nothing was charged." (issue 13)
     error = UserError(
         kind=ErrorKind.PROVIDER_CONFIG,
-        message="The image service could not accept the request the bot sent (x). "
-        "You were not charged.",
+        category=FailureCategory.REQUEST,
+        detail="x",
         code="BadRequest",
         job_id="k3f9x2m7qa",
     )
-    text = discord_render.failure_text(error)
+    text = wording.failure_text(error, embeds.STYLE)
     assert not re.search(r"charged.*charged", text, re.IGNORECASE | re.DOTALL), text
     assert "(`BadRequest`)" in text
 
@@ -174,7 +177,7 @@ def test_a_code_without_a_message_is_named_once() -> None:
     # Found in review: a failCode without a failMsg read "...your prompt or image (NSFW).
     # ... (`NSFW`)": the cause named twice.
     error = for_category(FailureCategory.USER, "NSFW", "", job_id="k3f9x2m7qa")
-    text = discord_render.failure_text(error)
+    text = wording.failure_text(error, embeds.STYLE)
     assert text.count("NSFW") == 1, text
     with_message = for_category(FailureCategory.USER, "NSFW", "content refused", job_id="k3")
-    assert "(`NSFW`)" in discord_render.failure_text(with_message)
+    assert "(`NSFW`)" in wording.failure_text(with_message, embeds.STYLE)

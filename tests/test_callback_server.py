@@ -106,7 +106,8 @@ async def test_a_callback_brings_the_result_without_waiting_for_a_poll(
     await _running(store, job.id)
     stored = await store.get(job.id)
     assert stored is not None
-    token = stored.delivery[CALLBACK_TOKEN]
+    token = stored.callback_token  # its own column, not in the front end's data
+    assert token is not None and CALLBACK_TOKEN not in stored.delivery
     assert task.callback_url == f"{wired.base}/callback/evolink/{job.id}/{token}"
     assert len(token) >= 20  # unguessable
 
@@ -117,6 +118,17 @@ async def test_a_callback_brings_the_result_without_waiting_for_a_poll(
     assert len(fake.requests_for("status")) == 1
     assert len(fake.requests_for("result")) == 2
     await eventually_async(lambda: _is_done(store, job.id), what="the job to be settled")
+    assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
+
+    # Final: the store clears the token (migration 0008), and the same callback again
+    # is refused before any status query; the settled job stays as it is.
+    row = await db.fetchone("SELECT callback_token FROM jobs WHERE id = ?", (job.id,))
+    assert row is not None and row[0] is None
+    assert await fake.send_callback(task.id) == 404
+    assert not await wired.engine.on_callback_request("evolink", job.id, token)
+    assert len(fake.requests_for("status")) == 1
+    done = await store.get(job.id)
+    assert done is not None and done.state is JobState.DONE and done.callback_token is None
     assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
 
 
@@ -137,7 +149,8 @@ async def test_forged_callbacks_change_nothing(
     await _running(store, job.id)
     stored = await store.get(job.id)
     assert stored is not None
-    token = stored.delivery[CALLBACK_TOKEN]
+    token = stored.callback_token  # its own column, not in the front end's data
+    assert token is not None and CALLBACK_TOKEN not in stored.delivery
     forged_body = {
         "id": task.id,
         "status": "completed",
@@ -216,7 +229,7 @@ async def test_a_body_over_the_limit_is_refused_before_the_engine_hears_of_it(
     await _running(store, job.id)
     stored = await store.get(job.id)
     assert stored is not None
-    url = f"{wired.base}/callback/evolink/{job.id}/{stored.delivery[CALLBACK_TOKEN]}"
+    url = f"{wired.base}/callback/evolink/{job.id}/{stored.callback_token}"
     calls: list[str] = []
     real = wired.engine.on_callback_request
 

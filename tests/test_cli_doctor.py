@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.console.doctor import doctor, settings_provider
+from bot.ops.doctor import doctor, settings_provider
 from bot.settings import Settings, load_settings
 from storage.sqlite.db import load_migrations
 from storage.sqlite.lock import ProcessLock

@@ -16,18 +16,21 @@ from PIL import Image
 
 from bot.cli import build_parser
 from bot.console.app import serve_console
-from bot.console.commands import ImagineCommand
+from bot.console.conversation import ConsoleConversation
 from bot.console.generate import generate
-from bot.console.hosting import LocalImageHost
-from bot.console.inputs import prepare_request
+from bot.console.inputs import image_sources
 from bot.core.clock import FakeClock
 from bot.core.errors import ValidationFailed
 from bot.core.models import JobState
+from bot.core.ports import ImageProvider
 from bot.core.providers import EvolinkProvider, MockProvider
 from bot.core.quota import DIRECT_SCOPE
+from bot.core.tasks import TaskGroup
+from bot.core.validation import PreparedImages, prepare_images
 from bot.runtime import Runtime
 from bot.settings import Settings, load_settings
 from tests.fakes.providers import FakeApixo, FakeEvolink, FakeFileServer, Fault
+from tests.store_backends import space
 
 T = TypeVar("T")
 
@@ -109,7 +112,7 @@ async def test_console_script_runs_jobs_and_saves_files(tmp_path: Path, clock: F
     assert shapes == ["square", "tall", "wide", "wide"]  # 16:9 x2, the 1:1 edit, the 3:4 fox
     for path in files:
         assert str(path) in shown
-    assert "You have used 4 of 25 images today" in shown
+    assert "Used: 4\n" in shown and "Limit: 25 per day" in shown
     assert "done, 2 images saved" in shown and "generating" in shown
 
     # Everything was settled: charged == delivered, nothing left running.
@@ -119,7 +122,7 @@ async def test_console_script_runs_jobs_and_saves_files(tmp_path: Path, clock: F
         jobs = await rt.jobs.user_jobs("console", "local")
         assert sorted(job.delivered for job in jobs) == [1, 1, 2]
         assert all(job.state is JobState.DONE for job in jobs)
-        assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 4
+        assert (await rt.quotas.usage(space(DIRECT_SCOPE, "console"), "local")).used == 4
 
 
 async def test_console_quota_admin_and_refusals(tmp_path: Path, clock: FakeClock) -> None:
@@ -145,21 +148,34 @@ async def test_console_quota_admin_and_refusals(tmp_path: Path, clock: FakeClock
     )
     code, shown = await _console(settings, clock, script)
     assert code == 0
-    assert "local may now generate 2 images per day." in shown
-    assert "Quota: This needs 3 images but you have 2 of 2 left" in shown
-    assert "used 0 of 3 (incl. 1 granted) images today; 3 left" in shown
-    assert "Quota: You are blocked" in shown
+    # One wording per refusal and answer: the conversation layer's (bot/chat/wording.py).
+    assert "you may now make 2 images per day." in shown
+    assert "This needs 3 images but you have 2 of 2 left today; more in " in shown
+    assert "(`/usage` shows your quota.)" in shown
+    assert "Limit: 3 per day (incl. 1 granted)\nUsed: 0\nRemaining: 3" in shown
+    assert "You are blocked from generating images here." in shown
     assert "aspect ratio 5:4 is not available" in shown
     assert "the prompt is empty" in shown
     assert "there is no file" in shown
-    assert "There is no job zzzzzzzzzz." in shown
-    assert "Budget: 10 images per month." in shown
-    assert "This month: 0 images" in shown
+    assert "There is no job `zzzzzzzzzz` here." in shown
+    assert "Server budget: 10 images a month." in shown
+    assert "Image usage here\nSince " in shown and ": 0 of 10 images, $0.00" in shown
     assert "No jobs yet" in shown
     assert "unknown command /frobnicate" in shown
     assert shown.rstrip().endswith("Bye.")
     # The folder was checked (so it exists), but no image was generated (<job id>_<n>.png).
     assert not list((tmp_path / "out").glob("*_[1-4].*"))
+
+
+async def test_show_brings_back_the_saved_files(tmp_path: Path, clock: FakeClock) -> None:
+    settings = _settings(tmp_path)
+    _, shown = await _console(settings, clock, "a red fox -n 2\n")
+    job_id = _queued_id(shown)
+    assert job_id is not None
+    _, shown = await _console(settings, clock, f"/show {job_id}\n/jobs\n")
+    for number in (1, 2):
+        assert f"\n  {tmp_path / 'out' / f'{job_id}_{number}.png'}\n" in shown
+    assert f"`{job_id}` · done" in shown  # /jobs
 
 
 async def test_cancel_from_the_console(tmp_path: Path, clock: FakeClock) -> None:
@@ -223,7 +239,9 @@ async def test_interactive_terminal_prompts_and_ctrl_d_leaves(
         os.close(controller)
     shown = out.getvalue()
     assert "\n> " in shown  # the prompt
-    assert shown.rstrip().endswith("they are saved and finish the next time wanbot starts.")
+    assert shown.rstrip().endswith(
+        "Bye. 1 job still running: it is saved and finishes the next time wanbot starts."
+    )
 
 
 async def _edit_with_upload_faults(
@@ -254,7 +272,7 @@ async def test_a_failed_image_upload_is_reported_and_the_session_goes_on(
     )
     assert code == 0
     assert "could not be uploaded to evolink" in shown and "Nothing was charged" in shown
-    assert "You have used 0 of 25 images" in shown
+    assert "Used: 0\n" in shown
 
 
 @pytest.mark.parametrize(
@@ -345,7 +363,7 @@ async def test_generate_billing_failure_blames_the_provider_account(
         assert "You were not charged" in err
         rt = Runtime(settings, clock=clock)
         async with rt:
-            assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 0
+            assert (await rt.quotas.usage(space(DIRECT_SCOPE, "console"), "local")).used == 0
 
 
 async def test_generate_bad_options_exit_2(tmp_path: Path, clock: FakeClock) -> None:
@@ -372,14 +390,21 @@ async def test_generate_stop_cancels_the_job(tmp_path: Path, clock: FakeClock) -
 # --- images from this machine ------------------------------------------------------
 
 
+async def _prepared(provider: ImageProvider, images: tuple[str, ...]) -> PreparedImages:
+    conv = ConsoleConversation(print, provider, None, TaskGroup())
+    sources = await image_sources(images, conv)
+    return await prepare_images(
+        sources, provider.capabilities, normalize=True, fetch=_NoFetch(), host=conv.image_host()
+    )
+
+
 async def test_local_files_become_data_uris_or_evolink_uploads(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     photo = _photo(tmp_path / "in.png")
-    command = ImagineCommand(prompt="edit", images=(str(photo),))
     mock = MockProvider(clock, 0)
-    prepared = await prepare_request(command, mock, fetch=_NoFetch(), host=LocalImageHost(mock))
-    assert prepared.request.images[0].url.startswith("data:image/png;base64,")
+    prepared = await _prepared(mock, (str(photo),))
+    assert prepared.refs[0].url.startswith("data:image/png;base64,")
 
     import aiohttp
     from pydantic import SecretStr
@@ -388,19 +413,12 @@ async def test_local_files_become_data_uris_or_evolink_uploads(
         evolink = EvolinkProvider(
             http, SecretStr(fake.api_key), fake.base_url, fake.files_url, clock
         )
-        prepared = await prepare_request(
-            command, evolink, fetch=_NoFetch(), host=LocalImageHost(evolink)
-        )
-        assert prepared.request.images[0].url.startswith(fake.origin)
+        prepared = await _prepared(evolink, (str(photo),))
+        assert prepared.refs[0].url.startswith(fake.origin)
         assert len(fake.requests_for("upload")) == 1
 
     with pytest.raises(ValidationFailed, match="no file"):
-        await prepare_request(
-            ImagineCommand(prompt="x", images=("nope.png",)),
-            mock,
-            fetch=_NoFetch(),
-            host=LocalImageHost(mock),
-        )
+        await _prepared(mock, ("nope.png",))
 
 
 class _NoFetch:
@@ -425,7 +443,7 @@ async def test_bare_command_words_and_option_typos_cost_nothing(
     rt = Runtime(settings, clock=clock)
     async with rt:
         assert await rt.jobs.user_jobs("console", "local") == []
-        assert (await rt.quotas.usage(DIRECT_SCOPE, "local")).used == 0
+        assert (await rt.quotas.usage(space(DIRECT_SCOPE, "console"), "local")).used == 0
 
 
 def _unusable_folders(tmp_path: Path) -> list[Path]:
@@ -472,7 +490,7 @@ async def test_console_checks_the_output_folder_at_the_start_and_before_each_job
     )
     try:
         os.write(write_end, b"/usage\n")
-        await _until(lambda: "You have used" in out.getvalue() or None)
+        await _until(lambda: "Your image quota" in out.getvalue() or None)
         out_dir.rmdir()
         out_dir.write_text("now a file")
         os.write(write_end, b"a cat\n")

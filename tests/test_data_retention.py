@@ -107,8 +107,12 @@ async def test_migration_0004_copies_existing_money(tmp_path: Path) -> None:
     db = Database(path)
     await db.open()
     try:
-        assert [tuple(r) for r in await db.fetchall("SELECT * FROM ledger ORDER BY id")] == ledger
-        assert [tuple(r) for r in await db.fetchall("SELECT * FROM usage_daily")] == usage
+        # Migration 0007 then labels them Discord's (`platform`: the ledger's last
+        # column, usage_daily's first).
+        rows = [tuple(r) for r in await db.fetchall("SELECT * FROM ledger ORDER BY id")]
+        assert rows == [(*row, "discord") for row in ledger]
+        usage_rows = [tuple(r) for r in await db.fetchall("SELECT * FROM usage_daily")]
+        assert usage_rows == [("discord", *row) for row in usage]
         assert await db.fetchall("PRAGMA foreign_key_list(ledger)") == []
         assert await db.user_version() == len(migrations)
         await db.fetchall("DELETE FROM jobs WHERE id = 'j1'")  # no foreign key stops it

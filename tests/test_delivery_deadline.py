@@ -12,13 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from bot.console.delivery import ConsoleDelivery
+from bot.chat.delivery import ChatDelivery
+from bot.console.delivery import ConsoleSurface
 from bot.console.views import ChatView
 from bot.core.clock import FakeClock
 from bot.core.engine import EngineConfig, JobEngine
 from bot.core.models import ErrorKind, GenerationRequest, JobState, Requester
 from storage.sqlite.db import Database
-from tests.engine_doubles import Script, ScriptedProvider, ledger, make_store, run_until_final
+from tests.engine_doubles import (
+    Script,
+    ScriptedProvider,
+    eventually,
+    ledger,
+    make_store,
+    run_until_final,
+)
 from tests.fakes.discord import RecordedRequest
 from tests.reliability.audit import check_money, failure_shown, kind_shown, result_messages
 from tests.reliability.flows import everyone_told, imagine, job_for
@@ -103,12 +111,8 @@ async def test_an_upload_stored_but_never_answered_is_found_not_posted_twice(
 
 
 def is_done_edit(request: RecordedRequest) -> bool:
-    fields = [
-        f.get("name")
-        for e in (request.json or {}).get("embeds") or []
-        for f in e.get("fields") or []
-    ]
-    return "Delivered" in fields
+    titles = [e.get("title") for e in (request.json or {}).get("embeds") or []]
+    return "✅ Done" in titles
 
 
 async def test_a_hung_status_edit_after_the_post_never_fails_a_posted_job(
@@ -142,7 +146,7 @@ async def test_a_console_save_that_hangs_is_given_up_refunded_and_leaves_no_file
     out = tmp_path / "out"
     out.mkdir()
     lines: list[str] = []
-    port = ConsoleDelivery(out, ChatView(lines.append))
+    port = ChatDelivery(ConsoleSurface(out, ChatView(lines.append)), clock)
     store = make_store(db, clock)
     provider = ScriptedProvider(clock, Script(duration=10.0))
     engine = JobEngine(
@@ -163,8 +167,9 @@ async def test_a_console_save_that_hangs_is_given_up_refunded_and_leaves_no_file
         failed = await run_until_final(clock, store, hung.id)
         assert failed.state is JobState.FAILED and failed.error_kind is ErrorKind.INTERNAL
         assert await ledger(db, hung.id) == {"reserve": 1, "charge": 0, "refund": 1}
-        outcome = await port.wait(hung.id)
-        assert outcome.error is not None and "did not finish saving" in outcome.error.message
+        await eventually(lambda: any("did not finish saving" in line for line in lines))
+        [told] = [line for line in lines if "did not finish saving" in line]
+        assert told.startswith(f"[{hung.id}]") and told.count("You were not charged.") == 1
         done = await run_until_final(clock, store, after.id)  # the slot was freed
         assert done.state is JobState.DONE and (out / f"{after.id}_1.png").is_file()
     finally:

@@ -7,6 +7,7 @@ import pytest
 from bot.core.models import Period
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeUser
 from tests.fakes.discord.harness import Running
+from tests.store_backends import space
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ async def test_a_member_without_manage_server_is_refused_in_code(
     assert attempt.callback_type == 4 and "Manage Server" in text
     config = await fake.slash("config", alice, {"mode": "inline"}, subcommand="delivery")
     assert "Manage Server" in await answered(run, config)
-    usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+    usage = await run.rt.quotas.usage(space(fake.guild_id), alice.id)
     assert usage.limit == 100  # unchanged
-    assert (await run.bot.configs.get(fake.guild_id)).delivery_mode == "thread"
+    assert (await run.rt.chat.configs.get(space(fake.guild_id))).delivery_mode == "thread"
 
 
 async def test_admins_set_grant_block_and_report(
@@ -44,12 +45,12 @@ async def test_admins_set_grant_block_and_report(
         ),
     )
     assert "3 images per week" in text
-    usage = await quotas.usage(fake.guild_id, alice.id)
+    usage = await quotas.usage(space(fake.guild_id), alice.id)
     assert usage.limit == 3 and usage.period is Period.WEEK
     await answered(
         run, await fake.slash("quota", admin, {"user": alice, "images": 2}, subcommand="grant")
     )
-    assert (await quotas.usage(fake.guild_id, alice.id)).limit == 5
+    assert (await quotas.usage(space(fake.guild_id), alice.id)).limit == 5
     await answered(run, await fake.slash("quota", admin, {"user": alice}, subcommand="block"))
     refused = await fake.slash("imagine", alice, {"prompt": "a cat"})
     assert "blocked" in (await answered(run, refused)).lower()
@@ -62,7 +63,7 @@ async def test_admins_set_grant_block_and_report(
     assert "**1** images" in text and f"<@{alice.id}>: 1" in text
     budget = await fake.slash("quota", admin, {"images": 500}, subcommand="budget")
     assert "500 images a month" in await answered(run, budget)
-    assert (await quotas.usage(fake.guild_id, alice.id)).server_budget == 500
+    assert (await quotas.usage(space(fake.guild_id), alice.id)).server_budget == 500
 
 
 async def test_role_and_default_limits(run: Running, fake: FakeDiscord, admin: FakeUser) -> None:
@@ -74,11 +75,11 @@ async def test_role_and_default_limits(run: Running, fake: FakeDiscord, admin: F
     await answered(
         run, await fake.slash("quota", admin, {"role": artists, "limit": 40}, subcommand="role")
     )
-    usage = await run.rt.quotas.usage(fake.guild_id, member.id, [artists.id])
+    usage = await run.rt.quotas.usage(space(fake.guild_id), member.id, [artists.id])
     assert usage.limit == 40
-    assert (await run.rt.quotas.usage(fake.guild_id, admin.id)).limit == 7
+    assert (await run.rt.quotas.usage(space(fake.guild_id), admin.id)).limit == 7
     await answered(run, await fake.slash("quota", admin, {"role": artists}, subcommand="role"))
-    assert (await run.rt.quotas.usage(fake.guild_id, member.id, [artists.id])).limit == 7
+    assert (await run.rt.quotas.usage(space(fake.guild_id), member.id, [artists.id])).limit == 7
 
 
 async def test_a_role_limit_for_everyone_is_refused_with_a_pointer_to_default(
@@ -107,7 +108,7 @@ async def test_config_changes_are_saved_and_used(
     await answered(
         run, await fake.slash("config", admin, {"enabled": False}, subcommand="normalization")
     )
-    stored = await run.rt.quotas.guild_config(fake.guild_id)
+    stored = await run.rt.quotas.guild_config(space(fake.guild_id))
     assert stored.delivery_mode == "inline" and stored.allowed_channel_ids == [art.id]
     assert stored.normalize_images is False
     shown = await answered(run, await fake.slash("config", admin, subcommand="show"))

@@ -10,6 +10,7 @@ from bot.core.models import Job, JobState
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
+from tests.store_backends import space
 
 
 async def made(
@@ -57,14 +58,14 @@ async def test_reroll_of_an_image_edit_fetches_the_inputs_again(
     assert len(fake.find_requests("GET", cdn)) == 2 * fetched  # checked again, then used
     # A day later Discord's link is dead: the user is told, nothing is started or charged.
     del fake.attachments[photo.id]
-    tasks, usage = run.mock.task_count, await run.rt.quotas.usage(fake.guild_id, alice.id)
+    tasks, usage = run.mock.task_count, await run.rt.quotas.usage(space(fake.guild_id), alice.id)
     expired = await fake.click(alice, message["id"], f"wanbot:reroll:{job.id}")
     await run.drive(lambda: expired.answer(ephemeral=True))
     assert "no longer available" in expired.text() and "attach them again" in expired.text()
     assert "Nothing was charged" in expired.text()
     await run.settle()
     assert (await run.latest_job()).id == reroll.id and run.mock.task_count == tasks
-    assert await run.rt.quotas.usage(fake.guild_id, alice.id) == usage
+    assert await run.rt.quotas.usage(space(fake.guild_id), alice.id) == usage
 
 
 async def test_edit_asks_for_a_prompt_and_uses_that_result_image(
@@ -109,7 +110,7 @@ async def test_info_shows_every_parameter_privately(
     text = info.text()
     assert f"Job {job.id}" in text and str(job.task_id) in text
     assert "Provider: mock" in text and "Aspect ratio: 1:1" in text and "Count: 2" in text
-    assert "2 image(s) charged" in text
+    assert "2 images charged" in text
 
 
 async def test_show_brings_back_a_card_and_jobs_lists_mine(
@@ -171,5 +172,5 @@ async def test_cancel_stops_a_running_job_and_refunds_it(
         status = fake.messages[started.original_message_id]
         await run.drive(lambda: status["embeds"][0]["title"].startswith("🚫"))
         assert (await run.job(job.id)).state is JobState.CANCELLED
-        usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+        usage = await run.rt.quotas.usage(space(fake.guild_id), alice.id)
         assert usage.used == 0 and usage.in_flight == 0

@@ -50,8 +50,10 @@ async def test_a_reply_whose_submit_crashes_leaves_no_waiting_card(
     [apology] = await run.drive(lambda: [m for m in replies() if "error id" in m["content"]])
     assert "went wrong on our side" in apology["content"]
     await run.settle()
-    assert replies() == [apology]  # the "Waiting for a free slot" card was withdrawn
-    assert fake.find_requests("DELETE", rf"/channels/{fake.general.id}/messages/\d+")
+    assert replies() == [apology]
+    # Nothing public before the job is stored: no status card was ever posted.
+    posts = fake.find_requests("POST", rf"/channels/{fake.general.id}/messages")
+    assert not [r for r in posts if (r.json or {}).get("embeds")]
 
 
 async def test_reply_without_the_referenced_message_fetches_it(

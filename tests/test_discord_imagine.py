@@ -23,6 +23,7 @@ from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
 from tests.reliability.flows import finish_every_task
 from tests.reliability.world import open_world
+from tests.store_backends import space
 
 EPHEMERAL = 64
 
@@ -110,9 +111,18 @@ async def test_image_to_image_downloads_repairs_and_hosts_the_input(
     assert note_fields and "transparency flattened" in note_fields[0]["value"]
     urls = [ref.url for ref in job.request.images]
     assert urls[0] == good.url  # accepted as it is: the provider fetches Discord's copy
-    hosted = hosted_inputs(fake)
-    assert [a["url"] for m in hosted for a in m["attachments"]] == [urls[1]]
+    [upload] = [
+        r
+        for r in fake.find_requests("POST", rf"/channels/{fake.general.id}/messages")
+        if r.files and r.json["content"].startswith("Input image")
+    ]
+    assert [a["url"] for a in upload.response["attachments"]] == [urls[1]]
     assert fake.find_requests("GET", rf"/attachments/{fake.general.id}/{odd.id}/logo.png")
+    # The job has ended: the copy hosted for the provider is removed.
+    await run.drive(lambda: hosted_inputs(fake) == [])
+    assert fake.find_requests(
+        "DELETE", rf"/channels/{fake.general.id}/messages/{upload.response['id']}"
+    )
     # Pillow ran in the runtime's image pool, not the loop's default executor (DNS).
     assert pool_work.count("check_image") == 2
 
@@ -153,7 +163,9 @@ async def test_outside_the_allowed_channels_is_refused_clearly(
     run: Running, fake: FakeDiscord, alice: FakeUser
 ) -> None:
     art = fake.add_channel("art")
-    await run.bot.configs.save(GuildConfig(guild_id=fake.guild_id, allowed_channel_ids=[art.id]))
+    await run.rt.chat.configs.save(
+        GuildConfig(guild_id=fake.guild_id, allowed_channel_ids=[art.id])
+    )
     interaction = await fake.slash("imagine", alice, {"prompt": "a cat"})
     await fake.wait_callback(interaction)
     assert interaction.callback_type == 4 and f"<#{art.id}>" in interaction.text()
@@ -166,7 +178,9 @@ async def test_missing_bot_permissions_are_explained_before_anything_is_spent(
     run: Running, fake: FakeDiscord, alice: FakeUser
 ) -> None:
     locked = fake.add_channel("locked", bot_deny=ATTACH_FILES | CREATE_PUBLIC_THREADS)
-    await run.bot.configs.get(fake.guild_id)  # settings known: thread mode is checked too
+    await run.rt.chat.configs.get(
+        space(fake.guild_id)
+    )  # settings known: thread mode is checked too
     interaction = await fake.slash("imagine", alice, {"prompt": "a cat"}, channel=locked)
     await fake.wait_callback(interaction)
     text = interaction.text()
@@ -188,14 +202,14 @@ async def test_losing_permission_before_posting_fails_the_job_with_the_reason(
     assert failed.state is JobState.FAILED and failed.delivered == 0
     assert "permission" in status["embeds"][0]["description"]
     assert run.result_messages() == []
-    report = await run.rt.quotas.usage(fake.guild_id, alice.id)
+    report = await run.rt.quotas.usage(space(fake.guild_id), alice.id)
     assert report.used == 0 and report.in_flight == 0  # refunded
 
 
 async def _job_once(run: Running, fake: FakeDiscord, interaction: Any) -> Any:
     await fake.wait_until(lambda: interaction.original_message_id)
     await fake.wait_until(
-        lambda: title(fake.messages[interaction.original_message_id]).startswith(("⏳", "📨"))
+        lambda: title(fake.messages[interaction.original_message_id]).startswith(("🚀", "⏳", "📨"))
     )
     await run.settle()
     return await run.latest_job()
@@ -219,7 +233,7 @@ async def test_results_over_the_upload_limit_are_re_encoded_to_fit(
 async def test_inline_mode_replies_to_the_status_in_the_channel(
     run: Running, fake: FakeDiscord, alice: FakeUser
 ) -> None:
-    await run.bot.configs.save(GuildConfig(guild_id=fake.guild_id, delivery_mode="inline"))
+    await run.rt.chat.configs.save(GuildConfig(guild_id=fake.guild_id, delivery_mode="inline"))
     interaction = await fake.slash("imagine", alice, {"prompt": "a boat"})
     [message] = await run.wait_results()
     assert message["channel_id"] == fake.general.id and fake.threads() == []
@@ -305,7 +319,7 @@ async def test_failures_tell_the_true_cause(
         assert told in status["embeds"][0]["description"]
         assert status["embeds"][0]["description"].count("not charged") == 1
         await run.finish()
-        usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+        usage = await run.rt.quotas.usage(space(fake.guild_id), alice.id)
         assert usage.used == 0
 
 
@@ -338,7 +352,7 @@ async def test_results_still_arrive_when_the_status_message_was_deleted(
 async def test_a_blocked_user_is_refused_before_any_image_is_fetched(
     run: Running, fake: FakeDiscord, alice: FakeUser
 ) -> None:
-    await run.rt.quotas.block(fake.guild_id, alice.id, "spam")
+    await run.rt.quotas.block(space(fake.guild_id), alice.id, "spam")
     odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")
     interaction = await fake.slash("imagine", alice, {"prompt": "x", "image1": odd})
     await run.drive(lambda: interaction.answer(ephemeral=True))
@@ -404,7 +418,7 @@ async def test_a_refusal_after_hosting_deletes_the_hosted_copies(
         async def passes(*args: Any) -> None:
             return None  # a race: the precheck passed, then another job took the slot
 
-        monkeypatch.setattr(run.bot.starter, "_job_limit_precheck", passes)
+        monkeypatch.setattr(run.rt.jobs, "precheck", passes)
         odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")
         refused = await fake.slash("imagine", alice, {"prompt": "x", "image1": odd})
         await run.drive(lambda: refused.answer(ephemeral=True))
@@ -471,7 +485,7 @@ async def test_a_prompt_of_zero_width_characters_is_refused_like_an_empty_one(
     answer = interaction.answer(ephemeral=True)
     assert answer is not None and "the prompt is empty" in answer["content"]
     assert await run.rt.jobs.user_jobs("discord", alice.id) == []
-    usage = await run.rt.quotas.usage(fake.guild_id, alice.id)
+    usage = await run.rt.quotas.usage(space(fake.guild_id), alice.id)
     assert (usage.used, usage.in_flight) == (0, 0)
 
 

@@ -1,4 +1,5 @@
-"""Pure parts of the Discord front end: re-encoding, wording, ids and stored targets."""
+"""Pure parts of the Discord front end (and the chat layer's rules it draws): re-encoding,
+wording, ids, the progress throttle and stored references."""
 
 from __future__ import annotations
 
@@ -6,24 +7,28 @@ import io
 import random
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest
 from PIL import Image
 
+from bot.chat import cards, wording
+from bot.chat.actions import result_filename, result_index
+from bot.chat.throttle import CHAT, ProgressThrottle
 from bot.core.clock import FakeClock
-from bot.core.errors import QuotaDenied, QuotaReason, ValidationFailed
+from bot.core.errors import QuotaDenied, QuotaReason, RefusalFacts, ValidationFailed
 from bot.core.models import (
     ErrorKind,
     GenerationRequest,
     JobState,
+    Period,
     ProgressUpdate,
     ResultImage,
     UserError,
 )
-from bot.discord.delivery import DiscordDelivery, Target, nonce_for, result_filename, result_index
+from bot.discord import embeds
 from bot.discord.imaging import CannotFit, fit_bytes, fit_images
-from bot.discord.render import failure_text, progress_bar, status_embed, user_error_text
+from bot.discord.surface import DiscordRef, nonce_for
 from bot.discord.views import CUSTOM_ID, custom_id
 
 T = TypeVar("T")
@@ -90,7 +95,10 @@ def test_result_files_are_recognised_by_job() -> None:
 
 async def test_status_edits_follow_positions_and_moved_estimates_sparingly() -> None:
     clock = FakeClock()
-    show = DiscordDelivery(cast(Any, None), clock)._worth_showing
+    throttle = ProgressThrottle(CHAT)
+
+    def show(job_id: str, update: ProgressUpdate) -> bool:
+        return throttle.worth_showing(job_id, update, clock.monotonic())
 
     def running(eta: float) -> ProgressUpdate:
         return ProgressUpdate(state=JobState.RUNNING, eta_seconds=eta)
@@ -115,7 +123,11 @@ async def test_status_edits_follow_positions_and_moved_estimates_sparingly() -> 
 def test_momentary_states_cost_no_status_edit() -> None:
     # Sending (a slot was free) and posting (the results follow at once) are skipped;
     # the card goes Queued -> Generating -> results.
-    show = DiscordDelivery(cast(Any, None), FakeClock())._worth_showing
+    throttle, now = ProgressThrottle(CHAT), FakeClock().monotonic()
+
+    def show(job_id: str, update: ProgressUpdate) -> bool:
+        return throttle.worth_showing(job_id, update, now)
+
     assert show("a", ProgressUpdate(state=JobState.QUEUED, queue_position=1))
     assert not show("a", ProgressUpdate(state=JobState.SUBMITTING))
     assert show("a", ProgressUpdate(state=JobState.RUNNING, progress=10))
@@ -129,44 +141,56 @@ def test_button_ids_round_trip() -> None:
     assert CUSTOM_ID.fullmatch("wanbot:steal:k3f9x2m7qa") is None
 
 
-def test_targets_survive_a_round_trip_through_job_delivery() -> None:
-    target = Target(channel_id="1", guild_id="2", status_message_id="3", mode="inline")
-    data = target.to_delivery()
-    again = Target(**{k: v for k, v in data.items()})
-    assert again == Target(**{**target.__dict__, "status_channel_id": "1"})
+def test_references_survive_a_round_trip_through_job_delivery() -> None:
+    ref = DiscordRef(channel_id="1", guild_id="2", status_message_id="3", mode="inline")
+    again = DiscordRef.model_validate({**ref.stored(), "input_notes": ["kept apart"]})
+    assert again == ref and again.status_channel == "1"
 
 
 @pytest.mark.parametrize("kind", list(ErrorKind))
-def test_failure_text_shows_the_engines_message_once_with_code_and_job(kind: ErrorKind) -> None:
-    # The engine's message names the true cause (tests/test_blame_table.py checks which);
-    # the card adds only the code and the job id, never a second cause or "not charged".
-    message = "The image service is failing. You were not charged."
-    text = failure_text(UserError(kind=kind, message=message, code="x1", job_id="k3f9x2m7qa"))
+def test_failure_text_says_a_front_ends_cause_once_with_code_and_job(kind: ErrorKind) -> None:
+    # A cause the front end states itself is shown as it is; the card adds "not charged"
+    # once, the code and the job id, never a second cause.
+    message = "Discord did not take the upload in time."
+    error = UserError(kind=kind, message=message, code="x1", job_id="k3f9x2m7qa")
+    text = wording.failure_text(error, embeds.STYLE)
     assert text.count(message) == 1 and text.count("charged") == 1
     assert "k3f9x2m7qa" in text
-    assert ("`x1`" in text) is (kind is not ErrorKind.QUOTA)
+    assert ("`x1`" in text) is (kind not in (ErrorKind.QUOTA, ErrorKind.CANCELLED))
 
 
 def test_user_errors_are_specific() -> None:
-    text = user_error_text(ValidationFailed(["the prompt is empty", "image 1 is tiny"]))
+    style = embeds.STYLE
+    text = wording.refusal(ValidationFailed(["the prompt is empty", "image 1 is tiny"]), style, 0)
     assert "• the prompt is empty\n• image 1 is tiny" in text
-    quota = user_error_text(QuotaDenied(QuotaReason.USER_LIMIT, "You have used 5 of 5."))
-    assert quota.startswith("You have used 5 of 5.") and "/usage" in quota
-    assert progress_bar(50) == "█████░░░░░ 50%"
+    facts = RefusalFacts(needed=1, allowance=5, used=5, period=Period.DAY)
+    denied = QuotaDenied(QuotaReason.USER_LIMIT, "log", remaining=0, resets_at=90, facts=facts)
+    quota = wording.refusal(denied, style, 0)
+    assert quota.startswith("You have used 5 of 5 images today; more <t:90:R>")
+    assert "/usage" in quota
+    assert cards.progress_bar(50) == "█████░░░░░ 50%"
 
 
 def test_the_status_card_shows_prompt_mode_state_queue_progress_and_eta() -> None:
     request = GenerationRequest(prompt="a red fox", count=2, aspect_ratio="16:9")
-    queued = status_embed(
-        request,
-        ProgressUpdate(state=JobState.QUEUED, queue_position=3, eta_seconds=60),
-        job_id="k3f9x2m7qa",
-        now=1000.0,
+    update = ProgressUpdate(state=JobState.QUEUED, queue_position=3, eta_seconds=60)
+    card = cards.status_card(
+        request, update, embeds.STYLE, 1000.0, requester_id="7", job_id="k3f9x2m7qa"
     )
+    queued = embeds.embed(card)
     fields = {f.name: f.value for f in queued.fields}
     assert queued.description == "a red fox" and queued.title and "Waiting" in queued.title
     assert fields["Mode"] == "text-to-image · 2 images · 16:9"
     assert fields["Queue"] == "#3" and fields["Ready"] == "~<t:1060:R>"
+    assert fields["For"] == "<@7>"
     assert queued.footer.text == "Job k3f9x2m7qa"
-    running = status_embed(request, ProgressUpdate(state=JobState.RUNNING, progress=40))
+    running_update = ProgressUpdate(state=JobState.RUNNING, progress=40)
+    running = embeds.embed(
+        cards.status_card(request, running_update, embeds.STYLE, 0, requester_id="7")
+    )
     assert {f.name: f.value for f in running.fields}["Progress"] == "████░░░░░░ 40%"
+    # Nothing ahead in line: the card says the job is starting, not waiting for a slot.
+    idle = cards.status_card(
+        request, ProgressUpdate(state=JobState.QUEUED), embeds.STYLE, 0, requester_id="7"
+    )
+    assert idle.title == wording.STARTING_TITLE

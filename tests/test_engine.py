@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.core.alerts import ADMINS_TOLD, AlertThrottle, FanOut, LogAlerts
+from bot.chat.wording import ADMINS_TOLD, failure_text, partial_note
+from bot.core.alerts import AlertThrottle, FanOut, LogAlerts
 from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
 from bot.core.errors import (
@@ -85,8 +86,8 @@ async def test_whole_flow_delivers_and_charges_what_was_delivered(
     assert final.delivered == 2
     assert final.delivery["channel"] == "c1"  # the front end's data is kept
     assert final.delivery["message_id"] == f"msg-{job.id}"
-    [(_, images, notes)] = port.delivered(job.id)
-    assert [image.index for image in images] == [0, 1] and notes == []
+    [(_, images, failed)] = port.delivered(job.id)
+    assert [image.index for image in images] == [0, 1] and failed == 0
     assert await ledger(db, job.id) == {"reserve": 2, "charge": 2, "refund": 0}
 
     updates = port.updates_for(job.id)
@@ -111,9 +112,9 @@ async def test_partial_success_charges_k_of_n_and_says_so(
     final = await run_until_final(clock, store, job.id)
 
     assert final.state is JobState.DONE and final.delivered == 2
-    [(_, images, notes)] = port.delivered(job.id)
-    assert len(images) == 2
-    assert notes == ["2 of 4 images failed; you were not charged for them."]
+    [(_, images, failed)] = port.delivered(job.id)
+    assert len(images) == 2 and failed == 2
+    assert partial_note(failed, 4) == "2 of 4 images failed; you were not charged for them."
     assert await ledger(db, job.id) == {"reserve": 4, "charge": 2, "refund": 2}
 
 
@@ -132,9 +133,8 @@ async def test_a_result_that_cannot_be_downloaded_is_not_charged(
     final = await run_until_final(clock, store, job.id)
 
     assert final.delivered == 2
-    [(_, images, notes)] = port.delivered(job.id)
-    assert [image.index for image in images] == [0, 2]
-    assert notes == ["1 of 3 images failed; you were not charged for them."]
+    [(_, images, failed)] = port.delivered(job.id)
+    assert [image.index for image in images] == [0, 2] and failed == 1
     assert await ledger(db, job.id) == {"reserve": 3, "charge": 2, "refund": 1}
 
 
@@ -158,7 +158,7 @@ async def _failed_with(
     [error] = port.failed(job.id)
     assert error.kind is final.error_kind and error.job_id == job.id
     assert port.delivered(job.id) == []
-    return job.id, error.kind, error.message
+    return job.id, error.kind, failure_text(error)
 
 
 class AlertRecorder:
@@ -423,8 +423,8 @@ async def test_cancel_a_queued_and_a_running_job(
         await eventually(lambda: provider.cancelled == ["task-1"], what="the provider cancel")
         assert await ledger(db, running.id) == {"reserve": 2, "charge": 0, "refund": 2}
         await eventually(lambda: len(port.failures) == 2, what="both cancel messages")
-        assert "Cancelled by an admin" in port.failed(running.id)[0].message
-        assert "Cancelled by you" in port.failed(queued.id)[0].message
+        assert "Cancelled by an admin" in failure_text(port.failed(running.id)[0])
+        assert "Cancelled by you" in failure_text(port.failed(queued.id)[0])
 
         with pytest.raises(NotAllowed):  # already final
             await engine.cancel(running.id, requester("alice"))

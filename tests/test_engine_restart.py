@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from bot.chat.wording import failure_text
 from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
 from bot.core.errors import ShuttingDown
@@ -104,7 +105,7 @@ async def test_a_job_caught_submitting_fails_with_a_refund_and_is_not_resent(
         assert final.state is JobState.FAILED and final.error_code == "submit_interrupted"
         assert final.error_kind is ErrorKind.PROVIDER_OUTAGE
         await eventually(lambda: bool(port.failed(job.id)), what="the failure message")
-        assert "not sent again" in port.failed(job.id)[0].message
+        assert "not sent again" in failure_text(port.failed(job.id)[0])
         assert provider.submit_calls == 1
         await _money_matches(db, final, 0)
     finally:

@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 
+from bot.chat.wording import refusal
 from bot.core.download import SafeDownloader
 from bot.core.errors import ValidationFailed
 from bot.core.models import Capabilities, ErrorKind
 from bot.core.validation import ImageMeta, ImageSource, InputFetchFailed, prepare_images
-from bot.discord.render import user_error_text
+from bot.discord.embeds import STYLE
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running
 from tests.fakes.providers import FakeFileServer
 from tests.image_corpus import FakeHost, solid
+from tests.store_backends import space
 
 CAPS = Capabilities(
     name="apixo",
@@ -58,7 +60,7 @@ async def test_an_input_the_host_cannot_serve_right_now_is_not_called_invalid(
     assert error.kind is ErrorKind.PROVIDER_OUTAGE and error.code == "input_unavailable"
     [problem] = error.problems
     assert "could not be fetched right now" in problem and "try again shortly" in problem
-    text = user_error_text(error)
+    text = refusal(error, STYLE, 0.0)
     assert "Nothing is wrong with your request" in text and text.count("right now") == 1
     assert "can't use" not in text and "invalid" not in text.lower()
     assert text.count("charged") == 1
@@ -109,4 +111,4 @@ async def test_discord_says_the_attachment_could_not_be_fetched_right_now(
     assert "can't use" not in text and text.count("charged") == 1
     await run.settle()
     assert await run.rt.jobs.user_jobs("discord", alice.id) == []
-    assert (await run.rt.quotas.usage(fake.guild_id, alice.id)).used == 0
+    assert (await run.rt.quotas.usage(space(fake.guild_id), alice.id)).used == 0

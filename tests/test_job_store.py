@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from dataclasses import replace
 
 import pytest
 
+from bot.chat.style import PlainStyle
+from bot.chat.wording import quota_refusal
 from bot.core.clock import FakeClock
 from bot.core.errors import NotFound, QuotaDenied, QuotaReason
 from bot.core.models import (
@@ -23,7 +26,7 @@ from bot.core.models import (
 )
 from bot.core.ports import JobStore, QuotaAdmin
 from bot.core.quota import QuotaDefaults
-from tests.store_backends import Backend
+from tests.store_backends import Backend, space
 
 DAY = 86_400.0
 ROOMY = QuotaDefaults(default_limit=1000, max_running=1000, max_queued=1000)
@@ -138,7 +141,7 @@ async def test_400_concurrent_requests_against_a_limit_of_50_grant_50(
     )
     assert sum(isinstance(r, Job) for r in results) == 50
     assert {r.reason for r in results if isinstance(r, QuotaDenied)} == {QuotaReason.USER_LIMIT}
-    await admin_for(backend, clock).set_server_budget("g2", 50)
+    await admin_for(backend, clock).set_server_budget(space("g2"), 50)
     results = await asyncio.gather(
         *(store.admit(make_job(clock, user=f"m{i}", guild="g2")) for i in range(400)),
         return_exceptions=True,
@@ -188,7 +191,7 @@ async def test_finish_charges_delivered_and_refunds_the_rest(
     assert (done.state, done.delivered, done.result_urls) == (JobState.DONE, 3, ["a", "b", "c"])
     assert done.finished_at == clock_before
     assert await ledger(backend, job.id) == [("reserve", 4), ("charge", 3), ("refund", 1)]
-    assert (await admin.usage("g1", "u1")).used == 3
+    assert (await admin.usage(space("g1"), "u1")).used == 3
 
 
 async def test_repeated_finish_changes_nothing(backend: Backend, clock: FakeClock) -> None:
@@ -367,20 +370,21 @@ async def test_limits_survive_a_restart(backend: Backend, clock: FakeClock) -> N
 async def test_overrides_most_generous_applies(backend: Backend, clock: FakeClock) -> None:
     store = store_for(backend, clock, default_limit=0)
     admin = admin_for(backend, clock)
-    await admin.set_server_default("g1", 2, Period.DAY)
-    await admin.set_role_limit("g1", "artist", 4)
-    await admin.set_user_limit("g1", "u1", 1)
+    await admin.set_server_default(space("g1"), 2, Period.DAY)
+    await admin.set_role_limit(space("g1"), "artist", 4)
+    await admin.set_user_limit(space("g1"), "u1", 1)
 
     plain = make_job(clock, user="u2", count=3)
-    assert (await denial(store, plain)).message.startswith("This needs 3 images but you have 2")
+    refused = quota_refusal(await denial(store, plain), PlainStyle(), clock.now())
+    assert refused.startswith("This needs 3 images but you have 2")
     # u1's own override (1) is lower than the role's (4): the most generous applies.
     await store.admit(make_job(clock, user="u1", roles=("artist", "other"), count=4))
-    assert (await admin.usage("g1", "u1", ["artist"])).remaining == 0
+    assert (await admin.usage(space("g1"), "u1", ["artist"])).remaining == 0
     # Without the role, u1's override applies even though the server default is higher.
-    assert (await admin.usage("g1", "u1")).limit == 1
-    await admin.clear_user_limit("g1", "u1")
-    await admin.clear_role_limit("g1", "artist")
-    assert (await admin.usage("g1", "u1", ["artist"])).limit == 2
+    assert (await admin.usage(space("g1"), "u1")).limit == 1
+    await admin.clear_user_limit(space("g1"), "u1")
+    await admin.clear_role_limit(space("g1"), "artist")
+    assert (await admin.usage(space("g1"), "u1", ["artist"])).limit == 2
 
 
 async def test_grants_add_to_the_current_period(backend: Backend, clock: FakeClock) -> None:
@@ -388,11 +392,11 @@ async def test_grants_add_to_the_current_period(backend: Backend, clock: FakeClo
     admin = admin_for(backend, clock, default_limit=1)
     await store.admit(make_job(clock))
     assert (await denial(store, make_job(clock))).reason is QuotaReason.USER_LIMIT
-    await admin.grant("g1", "u1", 2, granted_by="mod")
+    await admin.grant(space("g1"), "u1", 2, granted_by="mod")
     await store.admit(make_job(clock, count=2))
     assert (await denial(store, make_job(clock))).reason is QuotaReason.USER_LIMIT
     await clock.advance(DAY)  # the grant ended with its period
-    report = await admin.usage("g1", "u1")
+    report = await admin.usage(space("g1"), "u1")
     assert (report.limit, report.bonus, report.used) == (1, 0, 0)
 
 
@@ -403,35 +407,36 @@ async def test_admin_exemption(backend: Backend, clock: FakeClock) -> None:
     await admin.set_guild_config(GuildConfig(guild_id="g1", admin_exempt=True))
     await store.admit(make_job(clock, is_admin=True, count=4))
     assert (await denial(store, make_job(clock, user="u2"))).reason is QuotaReason.USER_LIMIT
-    report = await admin.usage("g1", "u1", is_admin=True)
+    report = await admin.usage(space("g1"), "u1", is_admin=True)
     assert report.exempt and report.limit is None and report.used == 4
 
 
 async def test_server_budget_across_users(backend: Backend, clock: FakeClock) -> None:
     store = store_for(backend, clock)
     admin = admin_for(backend, clock)
-    await admin.set_server_budget("g1", 5)
+    await admin.set_server_budget(space("g1"), 5)
     first = await store.admit(make_job(clock, user="a", count=3))
     await store.admit(make_job(clock, user="b", count=2))
     denied = await denial(store, make_job(clock, user="c"))
     assert denied.reason is QuotaReason.SERVER_BUDGET
-    assert denied.message == "This server's monthly image budget is used up."
+    said = quota_refusal(denied, PlainStyle(), clock.now())
+    assert said.startswith("This server's monthly image budget of 5 images is used up")
     await store.admit(make_job(clock, user="c", guild="g2"))  # another server is unaffected
     await store.finish(first.id, JobState.DONE, delivered=2)  # one refunded image frees room
     await store.admit(make_job(clock, user="c"))
-    await admin.set_server_budget("g1", None)
+    await admin.set_server_budget(space("g1"), None)
     await store.admit(make_job(clock, user="c", count=4))
 
 
 async def test_blocked_users(backend: Backend, clock: FakeClock) -> None:
     store = store_for(backend, clock)
     admin = admin_for(backend, clock)
-    await admin.block("g1", "u1", reason="spam")
+    await admin.block(space("g1"), "u1", reason="spam")
     denied = await denial(store, make_job(clock))
     assert denied.reason is QuotaReason.BLOCKED
     await store.admit(make_job(clock, guild="g2"))  # blocks are per server
-    assert (await admin.usage("g1", "u1")).blocked
-    await admin.unblock("g1", "u1")
+    assert (await admin.usage(space("g1"), "u1")).blocked
+    await admin.unblock(space("g1"), "u1")
     await store.admit(make_job(clock))
 
 
@@ -457,7 +462,7 @@ async def test_running_and_queued_limits(backend: Backend, clock: FakeClock) -> 
 async def test_direct_use_has_its_own_scope(backend: Backend, clock: FakeClock) -> None:
     store = store_for(backend, clock, default_limit=5)
     admin = admin_for(backend, clock)
-    await admin.set_user_limit("direct", "local", 1)
+    await admin.set_user_limit(space("direct", "console"), "local", 1)
     job = await store.admit(make_job(clock, user="local", guild=None, platform="console"))
     row = await backend.fetchone("SELECT guild_id FROM ledger WHERE job_id = ?", (job.id,))
     assert row is not None and row[0] == "direct"
@@ -490,3 +495,83 @@ async def test_result_urls_are_kept_beside_the_row_until_the_job_ends(
     failed = await store.finish(second, JobState.FAILED, delivered=0)
     assert failed.result_urls == []  # the schema drops them at any end
     assert await backend.fetchall("SELECT * FROM job_results") == []
+
+
+# --- what a row keeps (migration 0008: database bytes per job) ------------------------
+
+
+async def test_a_final_job_keeps_no_callback_token(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
+    ends = []
+    for _ in range(3):
+        job = await store.admit(make_job(clock, count=2).model_copy(update={"callback_token": "t"}))
+        running = await store.transition(job.id, [JobState.QUEUED], JobState.RUNNING, task_id="x")
+        assert running is not None and running.callback_token == "t"  # kept while active
+        assert (await store.update(job.id, progress=50)).callback_token == "t"
+        ends.append(job.id)
+    by_finish, by_transition, cancelled = ends
+    done = await store.finish(by_finish, JobState.DONE, delivered=2)
+    moved = await store.transition(by_transition, [JobState.RUNNING], JobState.FAILED)
+    gone = await store.transition(
+        cancelled, [JobState.RUNNING], JobState.CANCELLED, callback_token="ignored"
+    )
+    assert moved is not None and gone is not None
+    for job in (done, moved, gone):
+        assert job.callback_token is None
+        stored = await store.get(job.id)
+        assert stored is not None and stored.callback_token is None
+    rows = await backend.fetchall("SELECT callback_token FROM jobs")
+    assert [r[0] for r in rows] == [None] * 3
+    # Settled exactly as before: clearing the token is part of the same update.
+    assert await ledger(backend, by_finish) == [("reserve", 2), ("charge", 2)]
+    assert await ledger(backend, by_transition) == [("reserve", 2), ("charge", 0), ("refund", 2)]
+
+
+async def test_a_row_leaves_out_only_what_is_never_read_back(
+    backend: Backend, clock: FakeClock
+) -> None:
+    store = store_for(backend, clock)
+    job = make_job(clock, count=3, roles=("r1", "r2"), is_admin=True)
+    named = job.requester.model_copy(update={"channel_id": "c1", "display_name": "Ann"})
+    job = job.model_copy(update={"requester": named})
+    admitted = await store.admit(job)
+    stored = await store.get(job.id)
+    assert stored is not None
+    # Role ids and the display name are only ever read from a live requester.
+    assert stored.requester == admitted.requester.model_copy(
+        update={"role_ids": [], "display_name": None}
+    )
+    assert stored.model_copy(update={"requester": admitted.requester}) == admitted
+    assert stored.request.count == 3 == stored.reserved
+    row = await backend.fetchone("SELECT requester, request FROM jobs WHERE id = ?", (job.id,))
+    assert json.loads(row[0]) == {"channel_id": "c1", "is_admin": True}
+    assert "count" not in json.loads(row[1])  # it is the reservation
+    # A request set later keeps its own count, even the default one.
+    one = GenerationRequest(prompt="again", count=1)
+    assert (await store.update(job.id, request=one)).request == one
+    again = await store.get(job.id)
+    assert again is not None and again.request == one
+    row = await backend.fetchone("SELECT request FROM jobs WHERE id = ?", (job.id,))
+    assert json.loads(row[0])["count"] == 1
+
+
+async def test_rows_written_before_0008_read_the_same(backend: Backend, clock: FakeClock) -> None:
+    store = store_for(backend, clock)
+    four = await store.admit(make_job(clock, count=4))
+    one = await store.admit(make_job(clock, count=1))
+    # As 0006/0007 wrote them: role ids and name kept, the count written unless 1.
+    old = '{"role_ids":["r1"],"display_name":"Ann"}'
+    await backend.fetchall(
+        "UPDATE jobs SET requester = ?, request = ? WHERE id = ?",
+        (old, '{"prompt":"a lighthouse","count":4}', four.id),
+    )
+    await backend.fetchall(
+        "UPDATE jobs SET requester = ?, request = ? WHERE id = ?",
+        (old, '{"prompt":"a lighthouse"}', one.id),
+    )
+    for admitted, count in ((four, 4), (one, 1)):
+        stored = await store.get(admitted.id)
+        assert stored is not None
+        assert stored.request == admitted.request and stored.request.count == count
+        assert (stored.requester.role_ids, stored.requester.display_name) == (["r1"], "Ann")
+        assert (stored.requester.user_id, stored.requester.guild_id) == ("u1", "g1")

@@ -20,6 +20,11 @@ from typing import Any
 
 import pytest
 
+from bot.chat import cards
+from bot.chat.cards import status_card
+from bot.chat.wording import failure_text as said
+from bot.chat.wording import retry_note
+from bot.console.delivery import STYLE
 from bot.console.render import failure_text, progress_words, retry_command
 from bot.core.clock import FakeClock
 from bot.core.engine import failures
@@ -32,13 +37,14 @@ from bot.core.models import (
     JobState,
     ProgressUpdate,
 )
-from bot.discord.render import status_embed
+from bot.discord import embeds
 from storage.sqlite.db import Database
 from tests.engine_doubles import make_engine, request, requester
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.fakes.providers import Fault
 from tests.provider_engine import PROVIDERS, World, new_fake, provider_world
+from tests.store_backends import space
 
 UNCERTAIN = {
     "html-502": Fault.html(502),
@@ -74,9 +80,9 @@ async def test_an_answer_lost_after_the_task_was_made_is_never_resent(
         assert await world.ledger(job_id) == {"reserve": 2, "charge": 0, "refund": 2}
         [error] = world.port.failed(job_id)
         assert error.code == "submit_uncertain" and error.retry
-        assert "may have started this" in error.message
-        assert "not sent again so you are not billed twice" in error.message
-        assert "change the prompt" not in error.message
+        assert "may have started this" in said(error)
+        assert "not sent again so you are not billed twice" in said(error)
+        assert "change the prompt" not in said(error)
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -157,8 +163,8 @@ async def test_a_vanished_task_is_never_replaced(name: str, db: Database, clock:
         assert final.error_kind is ErrorKind.PROVIDER_OUTAGE
         assert final.error_code == GONE_CODES[name]
         [error] = world.port.failed(job.id)
-        assert "not started behind your back" in error.message and error.retry
-        assert "change the prompt" not in error.message
+        assert "not started behind your back" in said(error) and error.retry
+        assert "change the prompt" not in said(error)
         assert await world.ledger(job.id) == {"reserve": 2, "charge": 0, "refund": 2}
 
 
@@ -182,7 +188,11 @@ async def test_a_transient_task_failure_is_retried_once_only_where_failures_are_
         world.fake.fail(world.fake.task().id, code, "the model timed out")
         world.fake.complete_after = 1  # a second task, if any, succeeds
         final = await world.final(job.id)
-        notes = [u.note for u, _ in world.port.updates_for(job.id) if u.note]
+        notes = [
+            retry_note(u.retrying_after)
+            for u, _ in world.port.updates_for(job.id)
+            if u.retrying_after
+        ]
         if free:
             assert len(world.fake.tasks) == 2
             assert final.state is JobState.DONE and final.delivered == 1
@@ -264,7 +274,7 @@ async def test_try_again_on_discord_starts_a_new_job_only_for_the_requester(
         assert "may have started this" in text and text.lower().count("charged") == 1
         retry_id = f"wanbot:retry:{failed.id}"
         assert retry_id in fake.custom_ids(card)  # the Try again button
-        assert (await run.rt.quotas.usage(fake.guild_id, alice.id)).used == 0
+        assert (await run.rt.quotas.usage(space(fake.guild_id), alice.id)).used == 0
         # Someone else cannot start it (and pay with alice's request).
         refused = await fake.click(bob, card_id, retry_id)
         await run.drive(lambda: refused.answer(ephemeral=True))
@@ -279,7 +289,7 @@ async def test_try_again_on_discord_starts_a_new_job_only_for_the_requester(
         assert retried.id != failed.id and retried.parent_job_id == failed.id
         assert retried.request == failed.request and retried.state is JobState.DONE
         assert result["attachments"]
-        assert (await run.rt.quotas.usage(fake.guild_id, alice.id)).used == 2
+        assert (await run.rt.quotas.usage(space(fake.guild_id), alice.id)).used == 2
         assert retry_id not in fake.custom_ids(card)  # one click, one new job
         assert (await run.job(failed.id)).delivery["retried_as"] == retried.id  # for good
 
@@ -303,24 +313,33 @@ async def test_a_double_click_on_try_again_starts_one_job(
         assert len(refused) == 1
         rows = await run.rt.db.fetchall("SELECT id FROM jobs WHERE parent_job_id = ?", (failed.id,))
         assert len(rows) == 1
-        assert (await run.rt.quotas.usage(fake.guild_id, alice.id)).used == 2
+        assert (await run.rt.quotas.usage(space(fake.guild_id), alice.id)).used == 2
 
 
 def test_the_console_says_how_to_try_again() -> None:
     job_request = GenerationRequest(prompt="a red fox", aspect_ratio="16:9", count=2)
     error = failures.submit_uncertain("k3f9x2m7qa")
-    text = failure_text(error, retry_command(job_request))
+    card = cards.failure_card(job_request, error, STYLE)
+    text = failure_text(card, error.kind, retry_command(job_request))
     assert 'enter `/imagine "a red fox" --aspect 16:9 -n 2`' in text
     assert text.lower().count("charged") == 1
     # Without the offer (an ordinary outage) there is no hint.
     plain = failures.for_category(FailureCategory.TRANSIENT, "http_500", job_id="k3f9x2m7qa")
-    assert "try again as a new job" not in failure_text(plain, retry_command(job_request))
+    plain_card = cards.failure_card(job_request, plain, STYLE)
+    assert "try again as a new job" not in failure_text(
+        plain_card, plain.kind, retry_command(job_request)
+    )
 
 
 def test_the_status_card_and_console_say_a_failed_attempt_is_retried_at_no_cost() -> None:
-    note = failures.retry_note("Timeout")
-    update = ProgressUpdate(state=JobState.SUBMITTING, note=note)
-    embed = status_embed(GenerationRequest(prompt="a red fox"), update, job_id="k3f9x2m7qa")
+    update = ProgressUpdate(state=JobState.SUBMITTING, retrying_after="Timeout")
+    card = status_card(
+        GenerationRequest(prompt="a red fox"), update, embeds.STYLE, 0, requester_id="7"
+    )
+    embed = embeds.embed(card)
     [notes] = [field.value for field in embed.fields if field.name == "Notes"]
     assert notes is not None and "failed this attempt (Timeout)" in notes
-    assert "trying once more at no cost" in progress_words(update)
+    card = cards.status_card(
+        GenerationRequest(prompt="a red fox"), update, STYLE, 0.0, requester_id="u"
+    )
+    assert "trying once more at no cost" in progress_words(card)

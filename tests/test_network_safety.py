@@ -30,6 +30,7 @@ from tests.reliability.audit import (
 )
 from tests.reliability.flows import imagine, job_for, settled_job
 from tests.reliability.world import World, open_world
+from tests.store_backends import space
 
 PNG = make_png(512, 512)
 
@@ -124,7 +125,7 @@ async def test_input_downloads_are_capped_while_streaming(
         await world.fake.wait_callback(command)
 
         def repair_off() -> bool:
-            config = world.bot.configs.peek(world.fake.guild_id)
+            config = world.rt.chat.configs.peek(space(world.fake.guild_id))
             return config is not None and not config.normalize_images
 
         await world.drive(repair_off)

@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 
 from bot.core.clock import FakeClock
-from bot.core.engine import CALLBACK_TOKEN
 from bot.core.models import Job, JobState
 from tests.fakes.providers import FakeFileServer, make_png
 from tests.reliability.audit import check_money, result_messages
@@ -76,7 +75,8 @@ async def test_forged_callbacks_change_nothing(
         task = await world.apixo.next_task()
         job = await job_for(world, interaction)
         assert job is not None and job.state is JobState.RUNNING
-        token = job.delivery[CALLBACK_TOKEN]
+        token = job.callback_token
+        assert token is not None
         assert task.callback_url == f"{base}/apixo/{job.id}/{token}"
         other = await imagine(world, count=1)
         await world.settle()

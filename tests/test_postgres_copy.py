@@ -19,6 +19,7 @@ from storage.postgres.quotas import PostgresQuotaAdmin
 from storage.sqlite.db import Database
 from storage.sqlite.jobs import SqliteJobStore
 from storage.sqlite.quotas import SqliteQuotaAdmin
+from tests.store_backends import space
 from tests.test_job_store import make_job
 
 DEFAULTS = QuotaDefaults(default_limit=100, max_running=100, max_queued=100)
@@ -33,16 +34,22 @@ async def fill(db: Database, clock: FakeClock) -> None:
     await store.finish(done.id, JobState.DONE, delivered=3, result_urls=["u1", "u2", "u3"])
     failed = await store.admit(make_job(clock, user="b", count=2))
     await store.finish(failed.id, JobState.FAILED, delivered=0, error_message="nope")
-    running = await store.admit(make_job(clock, user="a", count=1))
+    running = make_job(clock, user="a", count=1).model_copy(update={"callback_token": "tok"})
+    running = await store.admit(running)
     await store.transition(running.id, [JobState.QUEUED], JobState.RUNNING, task_id="T1")
     await store.admit(make_job(clock, user="c", guild=None, platform="console"))
-    await admin.set_server_default("g1", 40, Period.WEEK)
-    await admin.set_user_limit("g1", "a", 50)
-    await admin.set_role_limit("g1", "artists", 60, Period.DAY)
-    await admin.grant("g1", "b", 5, granted_by="mod")
-    await admin.block("g1", "spammer", reason="spam")
-    await admin.set_server_budget("g1", 500)
+    await admin.set_server_default(space("g1"), 40, Period.WEEK)
+    await admin.set_user_limit(space("g1"), "a", 50)
+    await admin.set_role_limit(space("g1"), "artists", 60, Period.DAY)
+    await admin.grant(space("g1"), "b", 5, granted_by="mod")
+    await admin.block(space("g1"), "spammer", reason="spam")
+    await admin.set_server_budget(space("g1"), 500)
     await admin.set_guild_config(GuildConfig(guild_id="g1", admin_exempt=True))
+    # The same ids on Slack: their own rows, told apart by the platform columns.
+    slack = await store.admit(make_job(clock, user="a", platform="slack", count=1))
+    await store.finish(slack.id, JobState.DONE, delivered=1)
+    await admin.set_user_limit(space("g1", "slack"), "a", 9)
+    await admin.set_guild_config(GuildConfig(guild_id="g1", platform="slack", admin_exempt=False))
 
 
 async def wanbot(
@@ -91,28 +98,35 @@ async def test_copy_moves_every_table_and_verifies(
         columns = {
             t: [r["name"] for r in await source.fetchall(f"PRAGMA table_info({t})")] for t in tables
         }
-        usage = await SqliteQuotaAdmin(source, clock, DEFAULTS, 0.03).usage("g1", "a")
-        report = await SqliteQuotaAdmin(source, clock, DEFAULTS, 0.03).server_report("g1")
+        usage = await SqliteQuotaAdmin(source, clock, DEFAULTS, 0.03).usage(space("g1"), "a")
+        report = await SqliteQuotaAdmin(source, clock, DEFAULTS, 0.03).server_report(space("g1"))
+        slack_usage = await SqliteQuotaAdmin(source, clock, DEFAULTS, 0.03).usage(
+            space("g1", "slack"), "a"
+        )
+        assert (slack_usage.used, slack_usage.limit) == (1, 9)
 
     code, out, err = await wanbot(tmp_path, "db", "copy", "--to", pg_empty_url, database_path=path)
     assert code == 0, err
     assert "every count and the ledger's sums match" in out
-    assert any(line.split()[:3] == ["ledger", "8", "8"] for line in out.splitlines()), out
+    assert any(line.split()[:3] == ["ledger", "10", "10"] for line in out.splitlines()), out
 
     async with PgDatabase(pg_empty_url) as target:
         for table in tables:
             assert await pg_rows(target, table, columns[table]) == expected[table], table
         admin = PostgresQuotaAdmin(target, clock, DEFAULTS, 0.03)
-        assert await admin.usage("g1", "a") == usage
-        assert await admin.server_report("g1") == report
+        assert await admin.usage(space("g1"), "a") == usage
+        assert await admin.server_report(space("g1")) == report
+        assert await admin.usage(space("g1", "slack"), "a") == slack_usage
+        assert (await admin.guild_config(space("g1", "slack"))).admin_exempt is False
         # The copied install goes on: identities continue after the copied ids, the
         # unfinished jobs are there to resume, the money rules still fire.
         store = PostgresJobStore(target, clock, DEFAULTS)
-        assert [j.task_id for j in await store.active_jobs()] == ["T1", None]
+        active = await store.active_jobs()
+        assert [(j.task_id, j.callback_token) for j in active] == [("T1", "tok"), (None, None)]
         job = await store.admit(make_job(clock, user="a", count=2))
         ids = [r[0] for r in await target.fetch("SELECT id FROM ledger WHERE job_id = $1", job.id)]
-        assert ids == [9]
-        await admin.grant("g1", "a", 1, granted_by="mod")
+        assert ids == [11]
+        await admin.grant(space("g1"), "a", 1, granted_by="mod")
         assert await target.fetchval("SELECT MAX(id) FROM grants") == 2
 
     # A second copy into the now used database is refused, and changes nothing.
@@ -120,7 +134,7 @@ async def test_copy_moves_every_table_and_verifies(
     assert code == 1
     assert "not empty" in err
     async with PgDatabase(pg_empty_url) as target:
-        assert await target.fetchval("SELECT COUNT(*) FROM ledger") == 9
+        assert await target.fetchval("SELECT COUNT(*) FROM ledger") == 11
 
 
 async def test_copy_refuses_what_it_cannot_do(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from bot.cli import secret_values
-from bot.console.doctor_pg import check_postgres
 from bot.core.clock import FakeClock, SystemClock
 from bot.core.errors import QuotaDenied, QuotaReason
 from bot.core.models import Job, JobState
 from bot.core.quota import QuotaDefaults
 from bot.logging_setup import RedactingFilter
+from bot.ops.doctor.pg import check_postgres
 from bot.runtime import Runtime
 from bot.settings import SettingsError, load_settings
 from storage.errors import DatabaseInUse
@@ -26,6 +26,7 @@ from storage.postgres import ops as pg_ops
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
 from tests.engine_doubles import RecordingPort, eventually, request, requester
+from tests.store_backends import space
 from tests.test_job_store import make_job
 
 PASSWORD_URL = "postgresql://bot:hunter2-secret@db.example:5432/wanbot"
@@ -98,7 +99,7 @@ async def test_a_job_runs_end_to_end_on_postgresql(
             await clock.advance(0.5)
         [(_, images, _)] = port.delivered(job.id)
         assert len(images) == 2
-        assert (await rt.quotas.usage("g1", "u1")).used == 2
+        assert (await rt.quotas.usage(space("g1", "test"), "u1")).used == 2
         assert (await rt.store.jobs_by_state()).get("done") == 1
         await rt.store.ping()
     finally:
@@ -190,7 +191,7 @@ async def test_a_budget_set_under_a_shared_admit_makes_it_start_again(
                 "INSERT INTO server_budgets (guild_id, monthly_images, updated_at) "
                 "VALUES ('g1', 0, 0)"
             )
-        reads.append(kwargs["scope"])
+        reads.append(kwargs["space"].id)
         return await real(conn, **kwargs)
 
     monkeypatch.setattr(pg_jobs, "read_facts", facts_with_a_budget_appearing)

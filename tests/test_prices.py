@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from bot.chat.cards import info_card
 from bot.core.clock import FakeClock
 from bot.core.models import GenerationRequest, Job, JobState, Requester
 from bot.core.quota import QuotaDefaults
-from bot.discord import render
+from bot.discord.embeds import STYLE
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.sqlite.db import Database
 from storage.sqlite.jobs import SqliteJobStore
 from storage.sqlite.quotas import SqliteQuotaAdmin
-from tests.store_backends import Backend
+from tests.store_backends import Backend, space
 
 ROOMY = QuotaDefaults(default_limit=1000, max_running=1000, max_queued=1000)
 _ids = itertools.count(1)
@@ -63,13 +64,13 @@ async def test_a_price_change_never_rewrites_the_past(tmp_path: Path, clock: Fak
     path = tmp_path / "wanbot.sqlite3"
     async with Runtime(settings(path, 0.03), clock=clock) as rt:
         first = await charge_one(rt, clock)
-        before = await rt.quotas.server_report("g1")
+        before = await rt.quotas.server_report(space("g1"))
         first_row = await rt.db.fetchall("SELECT * FROM ledger WHERE job_id = ?", (first,))
     assert before.cost_usd == pytest.approx(0.03)
     # The operator changes PRICE_PER_IMAGE_USD and restarts the bot.
     async with Runtime(settings(path, 0.05), clock=clock) as rt:
         second = await charge_one(rt, clock)
-        report = await rt.quotas.server_report("g1")
+        report = await rt.quotas.server_report(space("g1"))
         rows = await rt.db.fetchall(
             "SELECT job_id, unit_price_usd FROM ledger WHERE kind = 'charge' ORDER BY id"
         )
@@ -94,7 +95,7 @@ async def test_charges_without_a_stored_price_use_the_configured_one(
     priced.price_per_image_usd = 0.10
     job = await priced.admit(make_job(clock, count=1, user="u2"))
     await priced.finish(job.id, JobState.DONE, delivered=1)
-    report = await admin_for(db, clock).server_report("g1")  # configured: 0.03
+    report = await admin_for(db, clock).server_report(space("g1"))  # configured: 0.03
     assert report.images == 3
     assert report.cost_usd == pytest.approx(2 * 0.03 + 0.10)
     assert {u.user_id: u.cost_usd for u in report.users} == {
@@ -110,7 +111,7 @@ async def test_refunds_and_failed_jobs_cost_nothing(db: Database, clock: FakeClo
     await store.finish(job.id, JobState.DONE, delivered=1)  # 3 refunded
     failed = await store.admit(make_job(clock, count=2))
     await store.finish(failed.id, JobState.FAILED, delivered=0)
-    report = await admin_for(db, clock).server_report("g1")
+    report = await admin_for(db, clock).server_report(space("g1"))
     assert (report.images, report.cost_usd) == (1, pytest.approx(0.03))
 
 
@@ -127,13 +128,13 @@ async def test_info_and_show_cost_a_job_at_its_stored_price(
     await backend.reopen()
     stored = await backend.jobs(clock, ROOMY).get(job.id)
     assert stored is not None and stored.unit_price_usd == 0.03
-    [cost] = [f.value for f in render.info_embed(stored, 0.05).fields if f.name == "Cost"]
-    assert cost == "2 image(s) charged · $0.060"
+    [cost] = [f.value for f in info_card(stored, 0.05, STYLE).fields if f.name == "Cost"]
+    assert cost == "2 images charged · $0.060"
     # A job from before migration 0003 has no stored price: the configured one, as the
     # spend report does.
     unpriced = stored.model_copy(update={"unit_price_usd": None})
-    [cost] = [f.value for f in render.info_embed(unpriced, 0.05).fields if f.name == "Cost"]
-    assert cost == "2 image(s) charged · $0.100"
+    [cost] = [f.value for f in info_card(unpriced, 0.05, STYLE).fields if f.name == "Cost"]
+    assert cost == "2 images charged · $0.100"
 
 
 async def test_report_and_chart_days_sum_stored_prices_on_both_backends(
@@ -146,7 +147,7 @@ async def test_report_and_chart_days_sum_stored_prices_on_both_backends(
     store.price_per_image_usd = 0.05  # type: ignore[attr-defined]  # the price changes
     job = await store.admit(make_job(clock, count=1, user="u2"))
     await store.finish(job.id, JobState.DONE, delivered=1)
-    report = await backend.quotas(clock, ROOMY, 0.07).server_report("g1")  # today: 0.07
+    report = await backend.quotas(clock, ROOMY, 0.07).server_report(space("g1"))  # today: 0.07
     assert report.cost_usd == pytest.approx(2 * 0.03 + 0.05)
     assert {u.user_id: u.cost_usd for u in report.users} == {
         "u1": pytest.approx(0.06),

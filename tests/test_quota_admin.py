@@ -9,7 +9,7 @@ import pytest
 from bot.core.clock import FakeClock
 from bot.core.errors import ValidationFailed
 from bot.core.models import GuildConfig, JobState, Period
-from tests.store_backends import Backend
+from tests.store_backends import Backend, space
 from tests.test_job_store import admin_for, make_job, store_for
 
 
@@ -30,12 +30,12 @@ async def test_usage_report_and_resets_at(
 ) -> None:
     store = store_for(backend, clock)
     admin = admin_for(backend, clock)
-    await admin.set_server_default("g1", 10, period)
+    await admin.set_server_default(space("g1"), 10, period)
     done = await store.admit(make_job(clock, count=4))
     await store.admit(make_job(clock, count=2))  # still in flight
     await store.finish(done.id, JobState.DONE, delivered=3)
 
-    report = await admin.usage("g1", "u1")
+    report = await admin.usage(space("g1"), "u1")
     assert report.period is period
     assert report.resets_at == resets_at
     assert (report.used, report.in_flight, report.limit, report.remaining) == (5, 2, 10, 5)
@@ -45,7 +45,7 @@ async def test_usage_report_and_resets_at(
 
 async def test_usage_of_a_user_who_never_asked(backend: Backend, clock: FakeClock) -> None:
     admin = admin_for(backend, clock, default_limit=25)
-    report = await admin.usage("g9", "nobody")
+    report = await admin.usage(space("g9"), "nobody")
     assert (report.used, report.in_flight, report.limit, report.remaining) == (0, 0, 25, 25)
     assert report.period is Period.DAY
 
@@ -53,11 +53,11 @@ async def test_usage_of_a_user_who_never_asked(backend: Backend, clock: FakeCloc
 async def test_settings_are_validated(backend: Backend, clock: FakeClock) -> None:
     admin = admin_for(backend, clock)
     with pytest.raises(ValidationFailed):
-        await admin.set_user_limit("g1", "u1", -1)
+        await admin.set_user_limit(space("g1"), "u1", -1)
     with pytest.raises(ValidationFailed):
-        await admin.set_server_budget("g1", -5)
+        await admin.set_server_budget(space("g1"), -5)
     with pytest.raises(ValidationFailed):
-        await admin.grant("g1", "u1", 0, granted_by="mod")
+        await admin.grant(space("g1"), "u1", 0, granted_by="mod")
     row = await backend.fetchone(
         "SELECT (SELECT COUNT(*) FROM quota_limits) + (SELECT COUNT(*) FROM server_budgets)"
         " + (SELECT COUNT(*) FROM grants)"
@@ -67,16 +67,16 @@ async def test_settings_are_validated(backend: Backend, clock: FakeClock) -> Non
 
 async def test_limits_replace_and_keep_their_period(backend: Backend, clock: FakeClock) -> None:
     admin = admin_for(backend, clock)
-    await admin.set_server_default("g1", 50, Period.MONTH)
-    await admin.set_user_limit("g1", "u1", 3, Period.DAY)
-    await admin.set_user_limit("g1", "u1", 7)  # replaces; no period: the server's
-    report = await admin.usage("g1", "u1")
+    await admin.set_server_default(space("g1"), 50, Period.MONTH)
+    await admin.set_user_limit(space("g1"), "u1", 3, Period.DAY)
+    await admin.set_user_limit(space("g1"), "u1", 7)  # replaces; no period: the server's
+    report = await admin.usage(space("g1"), "u1")
     # The override applies even below the server default, in the server's period.
     assert (report.limit, report.period) == (7, Period.MONTH)
-    await admin.set_user_limit("g1", "u1", 70)
-    assert (await admin.usage("g1", "u1")).limit == 70
-    await admin.set_role_limit("g1", "r", 5, Period.DAY)  # 5/day ~ 150/month: more generous
-    report = await admin.usage("g1", "u1", ["r"])
+    await admin.set_user_limit(space("g1"), "u1", 70)
+    assert (await admin.usage(space("g1"), "u1")).limit == 70
+    await admin.set_role_limit(space("g1"), "r", 5, Period.DAY)  # 5/day ~ 150/month: more generous
+    report = await admin.usage(space("g1"), "u1", ["r"])
     assert (report.limit, report.period) == (5, Period.DAY)
 
 
@@ -85,7 +85,7 @@ async def test_server_report_counts_charged_images_and_cost(
 ) -> None:
     store = store_for(backend, clock)
     admin = admin_for(backend, clock)  # 0.03 USD per image
-    await admin.set_server_budget("g1", 100)
+    await admin.set_server_budget(space("g1"), 100)
     a = await store.admit(make_job(clock, user="a", count=4))
     b = await store.admit(make_job(clock, user="b", count=2))
     failed = await store.admit(make_job(clock, user="c", count=3))
@@ -95,7 +95,7 @@ async def test_server_report_counts_charged_images_and_cost(
     await store.finish(b.id, JobState.DONE, delivered=1)
     await store.finish(failed.id, JobState.FAILED, delivered=0)
 
-    report = await admin.server_report("g1")
+    report = await admin.server_report(space("g1"))
     assert report.period_start == ts(2023, 11, 1)
     assert (report.images, report.budget) == (5, 100)
     assert report.cost_usd == pytest.approx(0.15)
@@ -103,13 +103,13 @@ async def test_server_report_counts_charged_images_and_cost(
     assert report.users[0].cost_usd == pytest.approx(0.12)
 
     await clock.advance(17 * 86_400)  # into December: a new report
-    december = await admin.server_report("g1")
+    december = await admin.server_report(space("g1"))
     assert (december.images, december.users) == (0, [])
 
 
 async def test_guild_config_round_trip(backend: Backend, clock: FakeClock) -> None:
     admin = admin_for(backend, clock)
-    assert await admin.guild_config("g1") == GuildConfig(guild_id="g1")
+    assert await admin.guild_config(space("g1")) == GuildConfig(guild_id="g1")
     config = GuildConfig(
         guild_id="g1",
         delivery_mode="inline",
@@ -118,7 +118,7 @@ async def test_guild_config_round_trip(backend: Backend, clock: FakeClock) -> No
         admin_exempt=True,
     )
     await admin.set_guild_config(config)
-    assert await admin.guild_config("g1") == config
+    assert await admin.guild_config(space("g1")) == config
     await admin.set_guild_config(config.model_copy(update={"admin_exempt": False}))
-    assert (await admin.guild_config("g1")).admin_exempt is False
-    assert await admin.guild_config("g2") == GuildConfig(guild_id="g2")
+    assert (await admin.guild_config(space("g1"))).admin_exempt is False
+    assert await admin.guild_config(space("g2")) == GuildConfig(guild_id="g2")

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.core.errors import QuotaReason
+from bot.chat.style import PlainStyle
+from bot.chat.wording import quota_refusal
+from bot.core.errors import QuotaDenied, QuotaReason
 from bot.core.models import Period
 from bot.core.quota import (
     DIRECT_SCOPE,
@@ -98,6 +100,11 @@ def test_generosity_compares_across_periods() -> None:
     assert inherited.period is Period.MONTH
 
 
+def said(denied: QuotaDenied) -> str:
+    """The refusal as users read it (one wording, bot/chat/wording.py)."""
+    return quota_refusal(denied, PlainStyle(), NOW)
+
+
 def test_decide_allows_within_limits() -> None:
     ok = decide(facts(used={Period.DAY: 24}), DEFAULTS, images=1, is_admin=False, now=NOW)
     assert ok is None
@@ -108,7 +115,7 @@ def test_user_limit_message_and_reset() -> None:
     assert denied is not None
     assert denied.reason is QuotaReason.USER_LIMIT
     # 22:13:20 -> midnight is 1 h 46 min 40 s away, shown rounded up.
-    assert denied.message == "You have used 25 of 25 images today; resets in 1 h 47 min."
+    assert said(denied) == "You have used 25 of 25 images today; more in 1 h 47 min."
     assert denied.remaining == 0
     assert denied.resets_at == ts(2023, 11, 15)
 
@@ -116,7 +123,7 @@ def test_user_limit_message_and_reset() -> None:
 def test_user_limit_counts_the_whole_request_and_grants() -> None:
     denied = decide(facts(used={Period.DAY: 23}), DEFAULTS, images=4, is_admin=False, now=NOW)
     assert denied is not None and denied.reason is QuotaReason.USER_LIMIT
-    assert denied.message.startswith("This needs 4 images but you have 2 of 25 left today")
+    assert said(denied).startswith("This needs 4 images but you have 2 of 25 left today; more in")
     assert denied.remaining == 2
     granted = facts(used={Period.DAY: 23}, bonus={Period.DAY: 2})
     assert decide(granted, DEFAULTS, images=4, is_admin=False, now=NOW) is None
@@ -126,7 +133,7 @@ def test_zero_limit_asks_for_a_grant() -> None:
     weekly_zero = facts(server_default=LimitRule(0, Period.WEEK))
     denied = decide(weekly_zero, DEFAULTS, images=1, is_admin=False, now=NOW)
     assert denied is not None
-    assert denied.message == "Your image limit here is 0 per week; ask an admin for a grant."
+    assert said(denied) == "Your image limit here is 0 per week; an admin can grant you more."
 
 
 def test_usage_is_counted_in_the_period_that_applies() -> None:
@@ -136,30 +143,28 @@ def test_usage_is_counted_in_the_period_that_applies() -> None:
     )
     denied = decide(monthly, DEFAULTS, images=1, is_admin=False, now=NOW)
     assert denied is not None
-    assert denied.message.startswith("You have used 30 of 30 images this month; resets in 16 d")
+    assert said(denied).startswith("You have used 30 of 30 images this month; more in 16 d")
 
 
 def test_blocked_comes_first() -> None:
     blocked = facts(blocked=True, running=9, used={Period.DAY: 99})
     denied = decide(blocked, DEFAULTS, images=1, is_admin=True, now=NOW)
     assert denied is not None and denied.reason is QuotaReason.BLOCKED
-    assert denied.message == "You are blocked from generating images on this server."
+    assert said(denied) == "You are blocked from generating images here."
 
 
 def test_running_and_queued_limits() -> None:
     no_queue = QuotaDefaults(max_running=2, max_queued=0)
     denied = decide(facts(running=2), no_queue, images=1, is_admin=False, now=NOW)
     assert denied is not None and denied.reason is QuotaReason.RUNNING_LIMIT
-    assert denied.message == "You already have 2 jobs running; wait for one to finish."
+    assert said(denied) == "You already have 2 jobs running; wait for one to finish."
     assert decide(facts(running=1), no_queue, images=1, is_admin=False, now=NOW) is None
 
     # Two may run and five wait behind them: seven unfinished jobs at most.
     assert decide(facts(running=2, queued=4), DEFAULTS, images=1, is_admin=False, now=NOW) is None
     denied = decide(facts(running=2, queued=5), DEFAULTS, images=1, is_admin=False, now=NOW)
     assert denied is not None and denied.reason is QuotaReason.QUEUED_LIMIT
-    assert (
-        denied.message == "You already have 2 jobs running and 5 waiting; wait for one to finish."
-    )
+    assert said(denied) == "You already have 2 jobs running and 5 waiting; wait for one to finish."
 
 
 def test_admin_exemption_skips_the_user_limit_only() -> None:
@@ -179,13 +184,15 @@ def test_server_budget_messages() -> None:
         facts(server_budget=100, server_used=100), DEFAULTS, images=1, is_admin=False, now=NOW
     )
     assert denied is not None and denied.reason is QuotaReason.SERVER_BUDGET
-    assert denied.message == "This server's monthly image budget is used up."
+    assert said(denied).startswith(
+        "This server's monthly image budget of 100 images is used up; more in"
+    )
     assert denied.resets_at == ts(2023, 12, 1)
     denied = decide(
         facts(server_budget=100, server_used=98), DEFAULTS, images=4, is_admin=False, now=NOW
     )
     assert denied is not None and denied.remaining == 2
-    assert "only 2 images left" in denied.message
+    assert "only 2 images left and this needs 4" in said(denied)
     ok = decide(
         facts(server_budget=100, server_used=96), DEFAULTS, images=4, is_admin=False, now=NOW
     )

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.console.delivery import ConsoleDelivery
+from bot.chat.delivery import ChatDelivery
+from bot.console.delivery import ConsoleSurface
 from bot.console.views import ChatView
 from bot.core.clock import FakeClock
 from bot.core.engine import EngineConfig, JobEngine
@@ -172,7 +173,7 @@ async def test_a_console_job_recovered_in_delivering_keeps_the_files_it_saved(
     provider.broken_urls.update(urls)
     engine = JobEngine(store, provider, clock=clock, config=EngineConfig())
     lines: list[str] = []
-    port = ConsoleDelivery(out, ChatView(lines.append))
+    port = ChatDelivery(ConsoleSurface(out, ChatView(lines.append)), clock)
     engine.register_delivery("console", port)
     await engine.start()
     try:

@@ -21,6 +21,7 @@ from tests.engine_doubles import (
     requester,
 )
 from tests.reliability.process import free_port
+from tests.store_backends import space
 
 
 async def test_a_job_runs_end_to_end_with_the_mock_provider(
@@ -46,12 +47,12 @@ async def test_a_job_runs_end_to_end_with_the_mock_provider(
             assert clock.monotonic() < 60, "not delivered after 60 fake seconds"
             await eventually(lambda: rt.engine.in_flight == 0, timeout=10, what="idle")
             await clock.advance(0.5)
-        [(_, images, notes)] = port.delivered(job.id)
-        assert len(images) == 2 and notes == []
+        [(_, images, failed)] = port.delivered(job.id)
+        assert len(images) == 2 and failed == 0
         assert all(image.data.startswith(b"\x89PNG") for image in images)
         stored = await rt.jobs.get(job.id)
         assert stored is not None
-        usage = await rt.quotas.usage("g1", "u1")
+        usage = await rt.quotas.usage(space("g1", "test"), "u1")
         assert usage.used == 2
     finally:
         await rt.close()
@@ -82,8 +83,7 @@ async def test_the_callback_server_runs_with_the_runtime(tmp_path: Path, clock: 
             job = await rt.engine.submit(requester(), request())
             stored = await _wait_running(rt, job.id)
             assert provider.tasks[stored.task_id or ""].callback_url == (
-                f"https://bot.example/hooks/callback/scripted/{job.id}/"
-                f"{stored.delivery['callback_token']}"
+                f"https://bot.example/hooks/callback/scripted/{job.id}/{stored.callback_token}"
             )
         assert not http.closed  # passed in: not ours to close
         with pytest.raises(aiohttp.ClientConnectionError):

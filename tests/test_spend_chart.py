@@ -23,7 +23,7 @@ from bot.core.models import DayUsage, JobState, ServerReport, UsageRow
 from bot.reports.chart import FILENAME, render_spend_chart, save_spend_chart, spend_chart
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running
-from tests.store_backends import Backend
+from tests.store_backends import Backend, space
 from tests.test_console_session import _console, _settings
 from tests.test_job_store import admin_for, make_job, store_for
 
@@ -131,7 +131,7 @@ async def test_the_report_has_images_and_cost_per_day(backend: Backend, clock: F
     await store.finish(third.id, JobState.DONE, delivered=3)
     await store.admit(make_job(clock, user="a", count=2))  # in flight: not yet charged
 
-    report = await admin.server_report("g1")
+    report = await admin.server_report(space("g1"))
     days = [(datetime.fromtimestamp(d.day, UTC).day, d.images) for d in report.days]
     assert days == [(14, 4), (15, 1), (16, 3)]
     assert all(d.day % DAY == 0 for d in report.days)  # each starts at UTC midnight
@@ -179,7 +179,7 @@ async def test_console_quota_report_writes_the_chart(tmp_path: Path, clock: Fake
     chart = tmp_path / "out" / f"spend_{month:%Y-%m}.png"
     assert f"Chart: {chart}" in shown
     assert _png_size(chart.read_bytes()) == (1000, 700)
-    assert "This month:" in shown
+    assert "Image usage here\nSince " in shown  # the report card, then its chart
 
 
 async def test_a_chart_that_cannot_be_drawn_leaves_the_report(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from storage.job_rows import ACTIVE_STATES_SQL
 from storage.sqlite.db import Database, _split_sql, load_migrations
+from storage.sqlite.prune import _DELETE as PRUNE
 
 
 async def test_concurrent_units_share_commits(db: Database) -> None:
@@ -108,3 +111,25 @@ async def test_schema_has_the_quota_tables_and_triggers(db: Database) -> None:
         assert ("trigger", trigger) in names
     for index in ("jobs_state", "jobs_task", "jobs_user_created"):
         assert ("index", index) in names
+
+
+async def test_the_job_queries_use_their_indexes(db: Database) -> None:
+    # A user's history by user id and time (migration 0008: no platform in the
+    # index); the jobs active at start-up, the daily prune and the /metrics count.
+    async def plan(sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> str:
+        rows = await db.fetchall("EXPLAIN QUERY PLAN " + sql, params)
+        return " | ".join(str(row[3]) for row in rows)
+
+    history = (
+        "SELECT id FROM jobs WHERE platform = ? AND user_id = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 10"
+    )
+    assert "INDEX jobs_user_created (user_id=?)" in await plan(history, ("discord", "u1"))
+    active = f"SELECT id FROM jobs WHERE state IN {ACTIVE_STATES_SQL} ORDER BY created_at, id"
+    assert "INDEX jobs_state (state=?)" in await plan(active)
+    assert "INDEX jobs_state (state=? AND created_at<?)" in await plan(
+        PRUNE, {"cutoff": 1.0, "batch": 5}
+    )
+    assert "COVERING INDEX jobs_state" in await plan(
+        "SELECT state, COUNT(*) FROM jobs GROUP BY state"
+    )

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.console.delivery import ConsoleDelivery, output_problem
-from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
+from bot.chat.wording import plural
+from bot.console.delivery import ConsoleSurface, output_problem
+from bot.console.runtime import RuntimeFactory, conversation, open_runtime, quiet_routine_logs
 from bot.console.session import ConsoleSession
 from bot.console.stdin import LineReader
 from bot.console.views import ChatView
@@ -97,14 +98,18 @@ async def serve_console(
         return 2
     emit = make_emit(out, reader, interactive)
 
-    delivery = ConsoleDelivery(settings.output_dir, ChatView(emit))
+    surface = ConsoleSurface(settings.output_dir, ChatView(emit))
     # The banner comes once the runtime holds the database: a second console on it
     # ends with one line (storage.errors.DatabaseInUse), not a welcome then an error.
-    async with open_runtime(settings, delivery, runtime_factory, alert_line=emit) as rt:
+    async with open_runtime(settings, surface, runtime_factory, alert_line=emit) as rt:
         out.write(banner(settings))
         out.flush()
         session = ConsoleSession(
-            core_parts(rt), delivery, emit, clear=_clear_screen(out) if interactive else None
+            rt.chat,
+            conversation(rt, emit),
+            surface,
+            emit,
+            clear=_clear_screen(out) if interactive else None,
         )
         line = first if isinstance(first, str) else await unless_stopped(stop, reader.readline())
         while True:
@@ -137,20 +142,18 @@ async def _finish_script(
     waiting = await session.unfinished()
     if not waiting:
         return
-    emit(f"Waiting for {len(waiting)} job(s) to finish (Ctrl-C stops).")
+    emit(f"Waiting for {plural(len(waiting), 'job')} to finish (Ctrl-C stops).")
     if isinstance(await unless_stopped(stop, session.wait_all()), Stopped):
         await _leave(session, emit, "Stopping.")
 
 
 async def _leave(session: ConsoleSession, emit: Callable[[str], None], word: str) -> None:
     waiting = await session.unfinished()
-    if waiting:
-        emit(
-            f"{word} {len(waiting)} job(s) still running: they are saved and finish "
-            "the next time wanbot starts."
-        )
-    else:
+    if not waiting:
         emit(word)
+        return
+    they = "it is saved and finishes" if len(waiting) == 1 else "they are saved and finish"
+    emit(f"{word} {plural(len(waiting), 'job')} still running: {they} the next time wanbot starts.")
 
 
 def run_console(settings: Settings) -> int:

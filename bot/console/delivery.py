@@ -1,8 +1,8 @@
-"""The console's DeliveryPort: results become files in the output folder.
+"""The console's `ChatSurface`: results become files in the output folder.
 
-Printing is left to a view (chat lines for `wanbot console`, a progress bar
-and bare paths for `wanbot generate`); this module writes files and lets
-callers wait for a job's outcome.
+The conversation layer's one delivery path (bot.chat.delivery) drives it; printing
+is left to a view (chat lines for `wanbot console`, a progress bar and bare paths
+for `wanbot generate`).
 """
 
 from __future__ import annotations
@@ -11,41 +11,30 @@ import asyncio
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from bot.chat.cards import Card
+from bot.chat.meta import ChatMeta
+from bot.chat.style import PlainStyle
+from bot.chat.surface import InputSources, Posted
+from bot.chat.throttle import TERMINAL
+from bot.console.commands import LOCAL_USER
 from bot.core.download import EXTENSIONS
-from bot.core.models import (
-    ErrorKind,
-    Job,
-    PostedResults,
-    ProgressUpdate,
-    ResultImage,
-    UserError,
-)
+from bot.core.models import ErrorKind, Job, ResultImage, UserError
+from bot.media import MediaHost
+
+PLATFORM = "console"
+STYLE = PlainStyle(me=LOCAL_USER)
+FILES = "files"  # Job.delivery: the saved paths
 
 
 class ConsoleView(Protocol):
-    def progress(self, job: Job, update: ProgressUpdate) -> None: ...
+    def progress(self, job: Job, card: Card) -> None: ...
 
     def saved(self, job: Job, paths: list[Path], notes: list[str]) -> None: ...
 
-    def failed(self, job: Job, error: UserError) -> None: ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a job ended, as seen by the console."""
-
-    job_id: str
-    paths: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: UserError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    def failed(self, job: Job, card: Card) -> None: ...
 
 
 def result_path(output_dir: Path, job_id: str, number: int, content_type: str) -> Path:
@@ -110,48 +99,35 @@ def output_problem(folder: Path) -> str | None:
     return None
 
 
-_KEEP_OUTCOMES = 256
+def saved_paths(job: Job) -> list[Path]:
+    return [Path(path) for path in job.delivery.get(FILES, [])]
 
 
-class ConsoleDelivery:
-    def __init__(self, output_dir: Path, view: ConsoleView) -> None:
+class ConsoleSurface:
+    platform = PLATFORM
+    style = STYLE
+    tuning = TERMINAL
+
+    def __init__(self, output_dir: Path, view: ConsoleView, media: MediaHost | None = None) -> None:
         self.output_dir = output_dir
         self._view = view
-        self._outcomes: dict[str, asyncio.Future[Outcome]] = {}
-        self._slow: set[str] = set()  # jobs whose saving was given up on (engine timeout)
+        self.media = media  # input images served to the provider (set by open_runtime)
+        self._notes: dict[str, list[str]] = {}  # delivery notes, until the done line
 
-    def _future(self, job_id: str) -> asyncio.Future[Outcome]:
-        future = self._outcomes.get(job_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._outcomes[job_id] = future
-        return future
+    async def show_status(self, job: Job, card: Card) -> None:
+        self._view.progress(job, card)
 
-    def _resolve(self, outcome: Outcome) -> None:
-        future = self._future(outcome.job_id)
-        if not future.done():
-            future.set_result(outcome)
-        # A long session must not keep every outcome: the oldest settled ones go.
-        while len(self._outcomes) > _KEEP_OUTCOMES:
-            oldest = next(iter(self._outcomes))
-            if not self._outcomes[oldest].done():
-                break
-            del self._outcomes[oldest]
+    async def show_failure(self, job: Job, card: Card) -> None:
+        self._notes.pop(job.id, None)
+        self._view.failed(job, card)
 
-    async def wait(self, job_id: str) -> Outcome:
-        """The job's outcome; returns at once if it already ended in this process."""
-        return await asyncio.shield(self._future(job_id))
-
-    def finished(self, job_id: str) -> bool:
-        future = self._outcomes.get(job_id)
-        return future is not None and future.done()
-
-    async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        self._view.progress(job, update)
-
-    async def deliver(
-        self, job: Job, images: list[ResultImage], notes: list[str]
-    ) -> dict[str, Any]:
+    async def post_results(
+        self, job: Job, images: list[ResultImage], card: Card, *, look_first: bool
+    ) -> Posted:
+        # The input notes were shown when the job was queued.
+        self._notes[job.id] = [n for n in card.notes if n not in ChatMeta.of(job).notes]
+        if look_first and (posted := await self.find_posted(job)) is not None:
+            return posted
         abandoned = threading.Event()
         try:
             paths = await asyncio.to_thread(
@@ -159,39 +135,49 @@ class ConsoleDelivery:
             )
         except asyncio.CancelledError:
             # The engine gave up waiting (a stuck disk); the thread cannot be stopped, so
-            # it is told to drop what it writes. If the job fails for good, `fail` says why.
+            # it is told to drop what it writes. If the job fails for good, the failure
+            # says why (`timeout_error`).
             abandoned.set()
-            self._slow.add(job.id)
             raise
-        self._slow.discard(job.id)
-        self._view.saved(job, paths, notes)
-        self._resolve(Outcome(job_id=job.id, paths=paths, notes=list(notes)))
-        return {"files": [str(path) for path in paths]}
+        return _posted(paths)
 
-    async def find_posted(self, job: Job) -> PostedResults | None:
-        """`PostLookup`: a job recovered in DELIVERING whose files were all saved before
-        the process stopped is done (its links may be dead by now); with some missing,
-        it is delivered again and the same files are rewritten."""
+    async def find_posted(self, job: Job) -> Posted | None:
+        """A job recovered in DELIVERING whose files were all saved before the process
+        stopped is done (its links may be dead by now); with some missing, it is
+        delivered again and the same files are rewritten."""
         paths = await asyncio.to_thread(_saved_files, self.output_dir, job.id, job.request.count)
-        if paths is None:
-            return None
-        self._view.saved(job, paths, [])
-        self._resolve(Outcome(job_id=job.id, paths=paths))
-        return PostedResults(images=len(paths), delivery={"files": [str(p) for p in paths]})
+        return None if paths is None else _posted(paths)
 
-    async def fail(self, job: Job, error: UserError) -> None:
-        slow = job.id in self._slow
-        self._slow.discard(job.id)
-        if slow and error.kind is ErrorKind.INTERNAL:
-            error = error.model_copy(
-                update={
-                    "code": "save_timeout",
-                    "message": (
-                        f"The images did not finish saving in {self.output_dir} in time (a "
-                        "slow or stuck disk?), even after retries. You were not charged. "
-                        "Please try again."
-                    ),
-                }
-            )
-        self._view.failed(job, error)
-        self._resolve(Outcome(job_id=job.id, error=error))
+    def results_link(self, job: Job, posted: Posted) -> str | None:
+        return str(self.output_dir)
+
+    async def show_done(self, job: Job, card: Card) -> None:
+        self._view.saved(job, saved_paths(job), self._notes.pop(job.id, []))
+
+    async def release_inputs(self, job: Job) -> None:
+        if self.media is not None:
+            self.media.release(job.id)
+
+    def timeout_error(self, job: Job) -> UserError:
+        return UserError(
+            kind=ErrorKind.INTERNAL,
+            code="save_timeout",
+            job_id=job.id,
+            message=(
+                f"The images did not finish saving in {self.output_dir} in time (a slow or "
+                "stuck disk?), even after retries."
+            ),
+        )
+
+    async def input_sources(self, job: Job) -> InputSources | None:
+        return None  # the stored links (or data) are the originals
+
+    async def result_urls(self, job: Job) -> list[str] | None:
+        """The saved files still there (None: all of them are gone)."""
+        paths = saved_paths(job)
+        found = [str(p) for p in paths if await asyncio.to_thread(p.is_file)]
+        return found if found or not paths else None
+
+
+def _posted(paths: list[Path]) -> Posted:
+    return Posted(images=len(paths), ref={FILES: [str(path) for path in paths]})

@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from bot.chat import wording
+from bot.chat.meta import ChatMeta
+from bot.chat.service import ChatService
 from bot.cli import EXIT_READER_GONE
 from bot.console.commands import ImagineCommand
-from bot.console.delivery import ConsoleDelivery, output_problem
+from bot.console.conversation import LOCAL_REQUESTER, ConsoleConversation
+from bot.console.delivery import STYLE, ConsoleSurface, output_problem
+from bot.console.inputs import checked
 from bot.console.render import upload_failure_text
-from bot.console.runtime import RuntimeFactory, core_parts, open_runtime, quiet_routine_logs
-from bot.console.session import LOCAL_REQUESTER, prepare
+from bot.console.runtime import RuntimeFactory, conversation, open_runtime, quiet_routine_logs
 from bot.console.views import ShellView
-from bot.console.waiting import Stopped, unless_stopped, wait_settled
-from bot.core.errors import ProviderError, QuotaDenied, ValidationFailed, WanbotError
+from bot.console.waiting import Stopped, unless_stopped
+from bot.core.errors import ProviderError, ValidationFailed, WanbotError
+from bot.core.models import Job, JobState
 from bot.core.validation import InputFetchFailed
 from bot.lifecycle import run_until_stopped
 from bot.runtime import Runtime
 from bot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-_CANCEL_REPORT_SECONDS = 2.0
 
 
 def command_from_args(args: argparse.Namespace) -> ImagineCommand:
@@ -58,45 +61,40 @@ async def generate(
     if problem := await asyncio.to_thread(output_problem, output_dir):
         view.say(f"wanbot: cannot generate: {problem}; nothing was sent or charged.")
         return EXIT_INVALID
-    delivery = ConsoleDelivery(output_dir, view)
-    async with open_runtime(settings, delivery, runtime_factory, alert_line=view.say) as rt:
+    surface = ConsoleSurface(output_dir, view)
+    async with open_runtime(settings, surface, runtime_factory, alert_line=view.say) as rt:
+        conv = conversation(rt, view.say, view.ref)
         try:
-            prepared = await unless_stopped(stop, prepare(core_parts(rt), command))
-        except InputFetchFailed as exc:  # nothing wrong with the input: it may work later
-            view.say("wanbot: cannot generate: " + "; ".join(exc.problems))
-            return EXIT_FAILED
-        except ValidationFailed as exc:
-            view.say("wanbot: cannot generate: " + "; ".join(exc.problems))
-            return EXIT_INVALID
+            job = await unless_stopped(stop, _start(rt.chat, conv, command))
         except ProviderError as exc:  # an input image upload (EvoLink's file host)
             view.say("wanbot: " + upload_failure_text(rt.provider.name, exc))
             return EXIT_FAILED
-        if isinstance(prepared, Stopped):
+        except WanbotError as exc:
+            view.say("wanbot: " + wording.refusal(exc, STYLE, rt.clock.now()))
+            # A busy image host or a quota is worth retrying as is; bad input is not.
+            invalid = isinstance(exc, ValidationFailed) and not isinstance(exc, InputFetchFailed)
+            return EXIT_INVALID if invalid else EXIT_FAILED
+        if isinstance(job, Stopped):
             view.say("wanbot: stopped before the job started; nothing was charged.")
             return EXIT_FAILED
-        try:
-            job = await rt.engine.submit(LOCAL_REQUESTER, prepared.request)
-        except QuotaDenied as exc:
-            view.say(f"wanbot: quota: {exc.message}")
-            return EXIT_FAILED
-        view.track(job.id)
-        for note in prepared.notes:
+        for note in ChatMeta.of(job).notes:
             view.say(f"note: {note}")
-        outcome = await unless_stopped(stop, delivery.wait(job.id))
-        if isinstance(outcome, Stopped):
+        final = await unless_stopped(stop, rt.engine.wait_final(job.id))
+        if isinstance(final, Stopped):
             try:
                 await rt.engine.cancel(job.id, LOCAL_REQUESTER)
             except WanbotError as exc:
                 view.say(f"wanbot: stopped; {exc.message}")
-                return EXIT_FAILED
-            # The engine reports the cancellation through the view; give it a moment.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(delivery.wait(job.id), _CANCEL_REPORT_SECONDS)
+            # The engine tells the view it was cancelled; closing the runtime waits for that.
             return EXIT_FAILED
-        await wait_settled(rt.jobs, job.id)
-        if outcome.ok and view.results_unread:
-            return EXIT_READER_GONE  # saved, but nobody read where
-        return EXIT_OK if outcome.ok else EXIT_FAILED
+        if final.state is not JobState.DONE:
+            return EXIT_FAILED
+        return EXIT_READER_GONE if view.results_unread else EXIT_OK  # saved, maybe unread
+
+
+async def _start(service: ChatService, conv: ConsoleConversation, command: ImagineCommand) -> Job:
+    options, sources = await checked(service, conv, command)
+    return await service.starter.start(conv, options, sources)
 
 
 def run_generate(settings: Settings, args: argparse.Namespace) -> int:

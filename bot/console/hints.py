@@ -7,22 +7,10 @@ say what was meant (difflib's similarity, as Python's own `NameError` hints do).
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Iterable
 from typing import NoReturn
 
-CLOSE_ENOUGH = 0.6  # difflib's default: "--aspcet" -> "--aspect", "--cout" -> "--count"
-
-
-def closest(name: str, known: Iterable[str], cutoff: float = CLOSE_ENOUGH) -> str | None:
-    found = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=cutoff)
-    return found[0] if found else None
-
-
-def unknown_option_text(name: str, known: Iterable[str]) -> str:
-    """`unknown option --aspcet; did you mean --aspect?`"""
-    match = closest(name.split("=", 1)[0], known)
-    return f"unknown option {name}" + (f"; did you mean {match}?" if match else "")
+from bot.chat.options import unknown_option_text
 
 
 def _misplaced_text(word: str, known: Iterable[str]) -> str:

@@ -1,31 +1,17 @@
-"""From a parsed /imagine (or `wanbot generate`) to a validated GenerationRequest."""
+"""From a parsed /imagine (or `wanbot generate`) to checked options and image sources
+for the conversation layer, which prepares, hosts and submits them."""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 
+from bot.chat.service import ChatService
 from bot.console.commands import ImagineCommand
-from bot.console.hosting import LocalImageHost
+from bot.console.conversation import ConsoleConversation
 from bot.core.errors import ValidationFailed
-from bot.core.models import GenerationRequest
-from bot.core.ports import ImageProvider
-from bot.core.validation import (
-    HARD_MAX_BYTES,
-    Fetcher,
-    ImageSource,
-    check_options,
-    prepare_images,
-)
+from bot.core.validation import HARD_MAX_BYTES, CheckedOptions, ImageSource
 from bot.core.validation.wording import byte_size_problem, image_label
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    request: GenerationRequest
-    notes: list[str]  # what was changed or ignored, to tell the user
 
 
 def is_url(value: str) -> bool:
@@ -49,7 +35,12 @@ def _read_file(value: str, index: int) -> ImageSource | str:
         return f"{label} cannot be read: {exc.strerror or exc}"
 
 
-async def _sources(images: tuple[str, ...]) -> list[ImageSource]:
+async def image_sources(images: tuple[str, ...], conv: ConsoleConversation) -> list[ImageSource]:
+    """Links as they are, files read; ValidationFailed with every problem, or when the
+    provider cannot be given a file from this machine."""
+    local = [image for image in images if not is_url(image)]
+    if local and not (host := conv.local_host()).can_host:
+        raise host.refusal(Path(local[0]).name)
     found: list[ImageSource | str] = []
     for index, value in enumerate(images, start=1):
         if is_url(value):
@@ -62,28 +53,28 @@ async def _sources(images: tuple[str, ...]) -> list[ImageSource]:
     return [item for item in found if isinstance(item, ImageSource)]
 
 
-async def prepare_request(
-    command: ImagineCommand,
-    provider: ImageProvider,
-    *,
-    fetch: Fetcher,
-    host: LocalImageHost,
-    normalize: bool = True,
-    executor: Executor | None = None,
-) -> PreparedRequest:
-    """Check the options and images like the Discord front end does. Raises
-    ValidationFailed with every problem; nothing is reserved or spent before this passes."""
-    caps = provider.capabilities
-    options = check_options(
-        command.prompt, command.negative, command.aspect, command.count, len(command.images), caps
-    )
-    local = [image for image in command.images if not is_url(image)]
-    if local and not host.can_host:
-        raise host.refusal(Path(local[0]).name)
-    sources = await _sources(command.images)
-    prepared = await prepare_images(
-        sources, caps, normalize=normalize, fetch=fetch, host=host, executor=executor
-    )
-    return PreparedRequest(
-        request=options.to_request(prepared.refs), notes=[*options.notes, *prepared.notes]
-    )
+async def checked(
+    service: ChatService, conv: ConsoleConversation, command: ImagineCommand
+) -> tuple[CheckedOptions, list[ImageSource]]:
+    """The instant checks, every problem at once (nothing reserved or sent yet)."""
+    problems: list[str] = []
+    sources: list[ImageSource] = []
+    try:
+        sources = await image_sources(command.images, conv)
+    except ValidationFailed as exc:
+        problems += exc.problems
+    config = await service.configs.get(conv.requester.space)
+    try:
+        options = service.check(
+            command.prompt,
+            command.negative,
+            command.aspect,
+            command.count,
+            sources,
+            normalize=config.normalize_images,
+        )
+    except ValidationFailed as exc:
+        problems += exc.problems
+    if problems:
+        raise ValidationFailed(list(dict.fromkeys(problems)))
+    return options, sources

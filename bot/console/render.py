@@ -1,45 +1,76 @@
-"""Text for the terminal: progress, failures, usage, reports and job lists."""
+"""Cards as terminal text, and the console's own additions: one-line progress, and
+hints for the person at the keyboard, who also runs the bot."""
 
 from __future__ import annotations
 
-from bot.core.engine.failures import NOT_CHARGED
-from bot.core.errors import ProviderError
-from bot.core.models import (
-    ErrorKind,
-    FailureCategory,
-    GenerationRequest,
-    Job,
-    JobState,
-    ProgressUpdate,
-    ServerReport,
-    UsageReport,
-    UserError,
-)
-from bot.core.quota import PERIOD_WORDS, format_duration
+from collections.abc import Sequence
 
-# The engine's messages already name the true cause (the user's request, their quota,
-# or the bot's own provider account) and say nothing was charged. At the console the
-# user is also the operator, so some failures get a hint for them.
+from bot.chat import wording
+from bot.chat.cards import ActionKind, Card
+from bot.core.errors import ProviderError
+from bot.core.models import ErrorKind, FailureCategory, GenerationRequest, Job, JobState
+
 _OPERATOR_HINT = {
     ErrorKind.PROVIDER_CONFIG: "You run this bot: `wanbot doctor` shows what to fix.",
     ErrorKind.INTERNAL: "The log above has the details.",
 }
 
 
-def failure_text(error: UserError, retry_command: str | None = None) -> str:
-    """The engine's message (it says once that nothing was charged), a hint for the
-    operator, and how to try again when the failure offers it."""
-    message = error.message.strip()
-    parts = [message if message.endswith((".", "!", "?")) else message + "."]
-    if error.job_id is not None and "charged" not in message.lower():
-        # A failed job delivered nothing, and failed images are never charged.
-        parts.append(NOT_CHARGED)
-    hint = _OPERATOR_HINT.get(error.kind)
+def card_text(card: Card) -> str:
+    """Any card as plain lines: title, text, `name: value` fields, notes, images, footer."""
+    lines = [card.title]
+    if card.text:
+        lines.append(card.text)
+    for field in card.fields:
+        if "\n" in field.value:  # a table (top users): one row a line, indented
+            lines += [f"{field.name}:", *(f"  {row}" for row in field.value.splitlines())]
+        else:
+            lines.append(f"{field.name}: {field.value}")
+    lines += [f"note: {note}" for note in card.notes]
+    lines += [f"  {url}" for url in card.image_urls]
+    if card.footer:
+        lines.append(card.footer)
+    return "\n".join(lines)
+
+
+def progress_words(card: Card, shown_notes: Sequence[str] = ()) -> str:
+    """`generating 40%, ~12 s left` / `queued (position 2)` from a status card; notes
+    in `shown_notes` were printed already."""
+    state = card.state or JobState.QUEUED
+    text = wording.state_words(state)
+    if card.progress is not None and state is JobState.RUNNING:
+        text += f" {card.progress}%"
+    if card.queue_position is not None and state is JobState.QUEUED:
+        text += f" (position {card.queue_position})"
+    if card.eta_seconds is not None and card.eta_seconds > 0:
+        text += f", {wording.eta_text(card.eta_seconds)}"
+    for note in card.notes:
+        if note not in shown_notes:
+            text += f" ({note.rstrip('.')})"
+    return text
+
+
+def progress_bar(card: Card, shown_notes: Sequence[str] = (), width: int = 24) -> str:
+    """An ASCII bar (safe on any terminal encoding) followed by the words."""
+    if card.state in (JobState.DONE, JobState.DELIVERING):
+        fraction = 1.0
+    elif card.progress is not None:
+        fraction = max(0, min(100, card.progress)) / 100
+    else:
+        fraction = 0.0
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {progress_words(card, shown_notes)}"
+
+
+def failure_text(card: Card, kind: ErrorKind | None, retry_line: str | None = None) -> str:
+    """The failure card's words, a hint for the operator (by the failure's `kind`), and
+    what to type to try again (`retry_line`, else "the same command") when offered."""
+    text = card.text or card.title
+    hint = _OPERATOR_HINT.get(kind) if kind else None
     if hint:
-        parts.append(hint)
-    text = " ".join(parts)
-    if error.retry:
-        again = f"`{retry_command}`" if retry_command else "the same command"
+        text += f" {hint}"
+    if any(action.kind is ActionKind.RETRY for action in card.actions):
+        again = f"`{retry_line}`" if retry_line else "the same command"
         text += f"\nTo try again as a new job, enter {again}."
     return text
 
@@ -70,114 +101,22 @@ def upload_failure_text(provider: str, exc: ProviderError) -> str:
     unless the provider says the file itself was refused."""
     detail = exc.message or exc.code
     if exc.category is FailureCategory.USER:
-        return f"{provider} refused the input image: {detail}. Nothing was charged."
+        return f"{provider} refused the input image: {detail}. {wording.NOTHING_CHARGED}"
     if exc.category in (FailureCategory.CONFIG, FailureCategory.REQUEST):
         # The bot's key, balance or request (docs/providers.md): waiting will not help.
         return (
             f"The input image could not be uploaded to {provider} ({detail}). This is a "
             "problem with the bot's provider account or request, not with your image. "
-            f"{_OPERATOR_HINT[ErrorKind.PROVIDER_CONFIG]} Nothing was charged."
+            f"{_OPERATOR_HINT[ErrorKind.PROVIDER_CONFIG]} {wording.NOTHING_CHARGED}"
         )
     return (
         f"The input image could not be uploaded to {provider} ({detail}); "
-        "please try again later. Nothing was charged."
+        f"please try again later. {wording.NOTHING_CHARGED}"
     )
 
 
-_STATE_WORDS = {
-    JobState.QUEUED: "queued",
-    JobState.SUBMITTING: "sending to the provider",
-    JobState.RUNNING: "generating",
-    JobState.DELIVERING: "downloading results",
-    JobState.DONE: "done",
-    JobState.FAILED: "failed",
-    JobState.CANCELLED: "cancelled",
-}
-
-
-def progress_words(update: ProgressUpdate) -> str:
-    """`generating 40%, ~12 s left` / `queued (2nd in line)`."""
-    text = _STATE_WORDS.get(update.state, update.state.value)
-    if update.progress is not None and update.state is JobState.RUNNING:
-        text += f" {update.progress}%"
-    if update.queue_position is not None and update.state is JobState.QUEUED:
-        text += f" (position {update.queue_position})"
-    if update.eta_seconds is not None and update.eta_seconds > 0:
-        text += f", ~{duration(update.eta_seconds)} left"
-    if update.note:
-        text += f" ({update.note.rstrip('.')})"
-    return text
-
-
-def progress_bar(update: ProgressUpdate, width: int = 24) -> str:
-    """An ASCII bar (safe on any terminal encoding) followed by the words."""
-    if update.state is JobState.DONE or update.state is JobState.DELIVERING:
-        fraction = 1.0
-    elif update.progress is not None:
-        fraction = max(0, min(100, update.progress)) / 100
-    else:
-        fraction = 0.0
-    filled = round(fraction * width)
-    return f"[{'#' * filled}{'-' * (width - filled)}] {progress_words(update)}"
-
-
-def duration(seconds: float) -> str:
-    """Seconds while short (progress ETAs), else the quota's minute-based wording."""
-    if seconds < 90:
-        return f"{max(0, round(seconds))} s"
-    return format_duration(seconds)
-
-
-def usage_text(report: UsageReport, now: float) -> str:
-    who = "You have" if report.user_id == "local" else f"{report.user_id} has"
-    period = PERIOD_WORDS[report.period]
-    if report.blocked:
-        return f"{who} been blocked from generating images. An admin can /quota unblock."
-    lines = []
-    if report.limit is None:
-        lines.append(f"{who} used {report.used} images {period} (no limit).")
-    else:
-        bonus = f" (incl. {report.bonus} granted)" if report.bonus else ""
-        lines.append(
-            f"{who} used {report.used} of {report.limit}{bonus} images {period}; "
-            f"{report.remaining if report.remaining is not None else 0} left."
-        )
-    if report.in_flight:
-        lines.append(f"{report.in_flight} of them are in jobs still running.")
-    if report.limit is not None:
-        lines.append(f"The period resets in {duration(report.resets_at - now)}.")
-    if report.server_budget is not None:
-        lines.append(
-            f"Server budget: {report.server_used} of {report.server_budget} images this month."
-        )
-    return "\n".join(lines)
-
-
-def server_report_text(report: ServerReport) -> str:
-    budget = "no budget" if report.budget is None else f"budget {report.budget}"
-    lines = [
-        f"This month: {report.images} images, ${report.cost_usd:.2f} ({budget}).",
-    ]
-    if report.users:
-        width = max(4, *(len(row.user_id) for row in report.users))
-        lines.append(f"  {'user'.ljust(width)}  images      cost")
-        for row in report.users:
-            lines.append(f"  {row.user_id.ljust(width)}  {row.images:>6}  ${row.cost_usd:>7.2f}")
-    else:
-        lines.append("  No images generated yet.")
-    return "\n".join(lines)
-
-
-def job_line(job: Job, now: float) -> str:
-    prompt = job.request.prompt
-    if len(prompt) > 40:
-        prompt = prompt[:37] + "..."
-    images = f"{job.delivered}/{job.request.count}" if job.state.final else f"{job.request.count}"
-    age = duration(now - job.created_at)
-    return f"{job.id}  {job.state.value:<10} {images:>3} img  {age:>8} ago  {prompt}"
-
-
-def jobs_text(jobs: list[Job], now: float) -> str:
-    if not jobs:
-        return "No jobs yet. Try: /imagine a lighthouse at dusk"
-    return "\n".join(job_line(job, now) for job in jobs)
+def queued_text(job: Job, notes: Sequence[str]) -> str:
+    """`[id] queued: 2 images, text-to-image`, and the request's notes."""
+    images = wording.plural(job.request.count, "image")
+    lines = [f"[{job.id}] queued: {images}, {job.request.mode.value}"]
+    return "\n".join(lines + [f"[{job.id}] note: {note}" for note in notes])

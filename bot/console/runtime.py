@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from bot.console.alerts import ConsoleAlerts, drop_alert_log_lines
-from bot.console.delivery import ConsoleDelivery
-from bot.console.session import PLATFORM, CoreParts
+from bot.console.conversation import ConsoleConversation
+from bot.console.delivery import ConsoleSurface
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -28,16 +28,17 @@ def quiet_routine_logs(settings: Settings) -> None:
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
-    delivery: ConsoleDelivery,
+    surface: ConsoleSurface,
     factory: RuntimeFactory = Runtime,
     *,
     alert_line: Callable[[str], None],
 ) -> AsyncIterator[Runtime]:
-    """A started Runtime with the console's delivery registered (before the start, so
-    unfinished console jobs from an earlier run resume into it); closed on exit.
-    `alert_line` shows an admin alert where the person reads."""
+    """A started Runtime with the console's surface added to its ChatService (before
+    the start, so unfinished console jobs from an earlier run resume into it); closed
+    on exit. `alert_line` shows an admin alert where the person reads."""
     rt = factory(settings)
-    rt.engine.register_delivery(PLATFORM, delivery)
+    surface.media = rt.media
+    rt.chat.add_surface(surface)
     rt.alert_sinks.add(ConsoleAlerts(alert_line))  # billing/key trouble, outages
     try:
         await rt.start()
@@ -46,13 +47,7 @@ async def open_runtime(
         await rt.close()
 
 
-def core_parts(rt: Runtime) -> CoreParts:
-    return CoreParts(
-        engine=rt.engine,
-        quotas=rt.quotas,
-        jobs=rt.jobs,
-        provider=rt.provider,
-        downloader=rt.downloader,
-        clock=rt.clock,
-        image_executor=rt.image_executor,
-    )
+def conversation(
+    rt: Runtime, emit: Callable[[str], None], ref: dict[str, object] | None = None
+) -> ConsoleConversation:
+    return ConsoleConversation(emit, rt.provider, rt.media, rt.tasks, ref)

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from bot.chat.cards import Card
+from bot.chat.meta import ChatMeta
 from bot.console.render import failure_text, progress_bar, progress_words, retry_command
-from bot.core.models import Job, ProgressUpdate, UserError
+from bot.core.models import Job
 
-
-class ProgressThrottle:
-    """Plain progress lines only when something worth a line changed: a new state,
-    or progress that moved by at least `step` points."""
-
-    def __init__(self, step: int = 25) -> None:
-        self._step = step
-        self._last: dict[str, tuple[str, int]] = {}
-
-    def should_print(self, job_id: str, update: ProgressUpdate) -> bool:
-        progress = update.progress or 0
-        last = self._last.get(job_id)
-        if last is not None and last[0] == update.state and progress - last[1] < self._step:
-            return False
-        self._last[job_id] = (update.state, progress)
-        return True
-
-    def forget(self, job_id: str) -> None:
-        self._last.pop(job_id, None)
+RUN = "console_run"  # Job.delivery: the `wanbot generate` run that started the job
 
 
 class ChatView:
@@ -35,23 +20,19 @@ class ChatView:
 
     def __init__(self, emit: Callable[[str], None]) -> None:
         self._emit = emit
-        self._throttle = ProgressThrottle()
 
-    def progress(self, job: Job, update: ProgressUpdate) -> None:
-        if self._throttle.should_print(job.id, update):
-            self._emit(f"[{job.id}] {progress_words(update)}")
+    def progress(self, job: Job, card: Card) -> None:
+        self._emit(f"[{job.id}] {progress_words(card, ChatMeta.of(job).notes)}")
 
     def saved(self, job: Job, paths: list[Path], notes: list[str]) -> None:
-        self._throttle.forget(job.id)
-        count = f"{len(paths)} image{'s' if len(paths) != 1 else ''}"
-        lines = [f"[{job.id}] done, {count} saved:"]
+        lines = [f"[{job.id}] done, {len(paths)} image{'s' if len(paths) != 1 else ''} saved:"]
         lines += [f"  {path}" for path in paths]
         lines += [f"  note: {note}" for note in notes]
         self._emit("\n".join(lines))
 
-    def failed(self, job: Job, error: UserError) -> None:
-        self._throttle.forget(job.id)
-        self._emit(f"[{job.id}] {failure_text(error, retry_command(job.request))}")
+    def failed(self, job: Job, card: Card) -> None:
+        text = failure_text(card, job.error_kind, retry_command(job.request))
+        self._emit(f"[{job.id}] {text}")
 
 
 class ShellView:
@@ -63,14 +44,13 @@ class ShellView:
         self._info = info
         self._tty = tty
         self._bar_width = 0  # characters of the bar on screen, 0 when none
-        self._throttle = ProgressThrottle()
-        self._tracked: set[str] = set()
+        # Stored with this run's job: jobs resumed from an earlier run are only
+        # mentioned on stderr, never printed as this run's paths.
+        self.ref: dict[str, Any] = {RUN: secrets.token_hex(6)}
         self.results_unread = False  # stdout's reader left: the paths could not be printed
 
-    def track(self, job_id: str) -> None:
-        """Paths of tracked jobs go to stdout; other jobs (resumed from an earlier
-        run) are only mentioned on stderr."""
-        self._tracked.add(job_id)
+    def mine(self, job: Job) -> bool:
+        return job.delivery.get(RUN) == self.ref[RUN]
 
     def _end_bar(self) -> None:
         if self._bar_width:
@@ -83,21 +63,22 @@ class ShellView:
         self._info.write(text + "\n")
         self._info.flush()
 
-    def progress(self, job: Job, update: ProgressUpdate) -> None:
-        if job.id not in self._tracked:
+    def progress(self, job: Job, card: Card) -> None:
+        if not self.mine(job):
             return
+        notes = ChatMeta.of(job).notes  # said when the job started
         if self._tty:
-            line = progress_bar(update)
+            line = progress_bar(card, notes)
             # Pad with spaces so a shorter line fully covers the previous one.
             self._info.write("\r" + line.ljust(self._bar_width))
             self._info.flush()
             self._bar_width = max(self._bar_width, len(line))
-        elif self._throttle.should_print(job.id, update):
-            self.say(f"{job.id}: {progress_words(update)}")
+        else:
+            self.say(f"{job.id}: {progress_words(card, notes)}")
 
     def saved(self, job: Job, paths: list[Path], notes: list[str]) -> None:
         self._end_bar()
-        if job.id not in self._tracked:
+        if not self.mine(job):
             self.say(f"an earlier job {job.id} finished: " + ", ".join(map(str, paths)))
             return
         for note in notes:
@@ -113,8 +94,6 @@ class ShellView:
             # same; a line nobody reads must not fail the job.
             self.results_unread = True
 
-    def failed(self, job: Job, error: UserError) -> None:
-        if job.id not in self._tracked:
-            self.say(f"an earlier job {job.id} failed: {error.message}")
-            return
-        self.say(failure_text(error))
+    def failed(self, job: Job, card: Card) -> None:
+        text = failure_text(card, job.error_kind)
+        self.say(text if self.mine(job) else f"an earlier job {job.id} failed: {text}")

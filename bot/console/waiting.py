@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from bot.core import retry
-from bot.core.ports import JobStore
 
 T = TypeVar("T")
 
@@ -26,22 +25,3 @@ async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T | Stopped
         return await retry.unless_stopped(work, stop)
     except retry.Stopped:
         return STOPPED
-
-
-_SETTLE_STEP_SECONDS = 0.01
-_SETTLE_MAX_SECONDS = 5.0
-
-
-async def wait_settled(jobs: JobStore, job_id: str) -> None:
-    """Wait (briefly) until the job is final in the store.
-
-    The engine records DONE just after the delivery port returns; closing the
-    runtime before that would leave the job to be delivered again next start.
-    """
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + _SETTLE_MAX_SECONDS
-    while loop.time() < give_up:
-        job = await jobs.get(job_id)
-        if job is None or job.state.final:
-            return
-        await asyncio.sleep(_SETTLE_STEP_SECONDS)

@@ -27,8 +27,6 @@ OUTAGE_ALERT_AFTER = 300.0  # a provider failing this long is worth an admin's a
 # Set on the log record of each alert, so a terminal that prints the alert itself can
 # leave the log's copy out (bot.console.runtime) and show it once.
 ALERT_RECORD = "wanbot_admin_alert"
-# What a failure card adds only when it is true (see `claim_admins_told`).
-ADMINS_TOLD = "The server's admins have been told."
 
 TITLES = {
     AlertCause.PROVIDER_SETUP: "image service billing, key or setup",
@@ -41,17 +39,6 @@ TITLES = {
 def alert_text(alert: AdminAlert) -> str:
     """One line for any front end: what kind of trouble, then the detail."""
     return f"wanbot alert ({TITLES[alert.cause]}): {alert.detail}"
-
-
-def claim_admins_told(message: str, told: bool, *, before: str = "") -> str:
-    """`message` saying the admins were told only if `told` (then just before `before`,
-    e.g. "You were not charged.", when it is there)."""
-    message = message.replace(f" {ADMINS_TOLD}", "").replace(ADMINS_TOLD, "").strip()
-    if not told:
-        return message
-    if before and before in message:
-        return message.replace(before, f"{ADMINS_TOLD} {before}", 1)
-    return f"{message} {ADMINS_TOLD}"
 
 
 @dataclass
@@ -68,14 +55,14 @@ class AlertThrottle:
         self._sink = sink
         self._clock = clock
         self._window = window
-        self._sent: dict[tuple[AlertCause, str | None], _Sent] = {}
+        self._sent: dict[tuple[AlertCause, str | None, str | None], _Sent] = {}
 
     async def alert(self, alert: AdminAlert) -> bool:
         now = self._clock.monotonic()
-        key = (alert.cause, alert.guild_id)
+        key = (alert.cause, alert.platform, alert.guild_id)
         sent = self._sent.get(key)
         if sent is not None and now - sent.at < self._window:
-            log.debug("alert %s for %s already sent this hour", alert.cause.value, key[1])
+            log.debug("alert %s for %s already sent this hour", alert.cause.value, key[2])
             # shield: one waiter being cancelled must not cancel the others' answer.
             return await asyncio.shield(sent.outcome)
         self._forget_before(now - self._window)

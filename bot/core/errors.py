@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.core.models import ErrorKind, FailureCategory, UserError
+from bot.core.models import ErrorKind, FailureCategory, Period, UserError
 
 
 class WanbotError(Exception):
@@ -39,8 +40,22 @@ class QuotaReason(StrEnum):
     QUEUED_LIMIT = "queued_limit"
 
 
+@dataclass(frozen=True)
+class RefusalFacts:
+    """The numbers behind a quota refusal; bot/chat/wording.py puts them in words."""
+
+    needed: int = 0  # images the request needs
+    allowance: int | None = None  # images allowed this period (limit plus grants)
+    used: int = 0
+    period: Period | None = None
+    running: int = 0  # the user's jobs at the provider
+    queued: int = 0  # the user's jobs waiting
+    budget: int | None = None  # the server's monthly budget
+
+
 class QuotaDenied(WanbotError):
-    """The user's quota or limits refuse the request. Nothing was reserved."""
+    """The user's quota or limits refuse the request. Nothing was reserved. `message`
+    is for logs; users read `bot.chat.wording.quota_refusal` of the facts."""
 
     kind = ErrorKind.QUOTA
 
@@ -51,11 +66,13 @@ class QuotaDenied(WanbotError):
         *,
         remaining: int | None = None,
         resets_at: float | None = None,
+        facts: RefusalFacts | None = None,
     ) -> None:
         super().__init__(message, code=reason.value)
         self.reason = reason
         self.remaining = remaining
         self.resets_at = resets_at
+        self.facts = facts or RefusalFacts()
 
 
 class NotFound(WanbotError):

@@ -142,6 +142,21 @@ class Capabilities(BaseModel):
         return self.aspect_ratios_i2i if mode is Mode.IMAGE_TO_IMAGE else self.aspect_ratios_t2i
 
 
+# Space.id of requests made outside any server (console, direct messages): the
+# settings' defaults apply unless an admin configures this space by name.
+DIRECT_SPACE = "direct"
+
+
+class Space(BaseModel):
+    """Where quotas, usage, settings and reports are kept: one Discord server, one Slack
+    workspace, or a platform's direct use. The same id on two platforms is two spaces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: str  # "discord", "slack", "console", ...
+    id: str  # the Discord server id, the Slack team id, or DIRECT_SPACE
+
+
 class Requester(BaseModel):
     """Who asked, and where the answer goes."""
 
@@ -152,6 +167,11 @@ class Requester(BaseModel):
     role_ids: list[str] = Field(default_factory=list)
     is_admin: bool = False
     display_name: str | None = None
+
+    @property
+    def space(self) -> Space:
+        """The space this request's quota counts in."""
+        return Space(platform=self.platform, id=self.guild_id or DIRECT_SPACE)
 
 
 class Job(BaseModel):
@@ -176,6 +196,8 @@ class Job(BaseModel):
     thread_id: str | None = None
     status_message_id: str | None = None
     delivery: dict[str, Any] = Field(default_factory=dict)
+    # The token a provider's callback must carry for this job (its own column).
+    callback_token: str | None = None
     parent_job_id: str | None = None  # reroll / edit of an earlier job
     created_at: float
     updated_at: float
@@ -190,7 +212,8 @@ class ProgressUpdate(BaseModel):
     progress: int | None = None
     eta_seconds: float | None = None
     queue_position: int | None = None
-    note: str | None = None  # e.g. that a failed attempt is being retried at no cost
+    # The code of a failed task being replaced once at no cost (the card says so).
+    retrying_after: str | None = None
 
 
 class ResultImage(BaseModel):
@@ -205,12 +228,17 @@ class ResultImage(BaseModel):
 
 
 class UserError(BaseModel):
-    """What the user is told when a job (or request) fails."""
+    """Why a job (or request) failed, as facts: bot/chat/wording.py says it in words."""
 
     kind: ErrorKind
-    message: str  # complete: says the cause and that nothing was charged, once
     code: str | None = None
     job_id: str | None = None
+    # The provider's own words or code, a timeout's minutes, what was missing.
+    detail: str | None = None
+    # Set only by a front end that states a cause of its own (e.g. a lost permission).
+    message: str = ""
+    # The server's admins have been told (now, or of the same cause within the hour).
+    admins_told: bool = False
     # The same request may be started again on the user's word (a Try again button):
     # the failure left the bot unsure whether the provider started it, so it did not.
     retry: bool = False
@@ -270,6 +298,7 @@ class GuildConfig(BaseModel):
     """Per-server settings changed with /config."""
 
     guild_id: str
+    platform: str = "discord"  # with guild_id: the Space these settings belong to
     delivery_mode: str = "thread"  # "thread" or "inline"
     normalize_images: bool = True
     allowed_channel_ids: list[str] = Field(default_factory=list)  # empty: everywhere
@@ -301,3 +330,5 @@ class AdminAlert(BaseModel):
     cause: AlertCause
     guild_id: str | None
     detail: str  # a sentence for the admins, no secrets
+    # The platform of that server (Discord and Slack ids may collide); None: any.
+    platform: str | None = None

@@ -6,7 +6,7 @@ only ever sees the protocols.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from bot.core.models import (
@@ -22,6 +22,7 @@ from bot.core.models import (
     Requester,
     ResultImage,
     ServerReport,
+    Space,
     TaskHandle,
     TaskStatus,
     UsageReport,
@@ -65,6 +66,11 @@ class JobStore(Protocol):
     async def admit(self, job: Job) -> Job:
         """Atomically check the requester's limits and quota, insert the job (QUEUED)
         and reserve `job.request.count` images. Raises `QuotaDenied`; then nothing is written."""
+        ...
+
+    async def precheck(self, requester: Requester, images: int) -> None:
+        """Admission's own rule, read-only: raises the `QuotaDenied` that admitting
+        `images` now would raise (front ends ask before downloading input images)."""
         ...
 
     async def get(self, job_id: str) -> Job | None: ...
@@ -111,11 +117,10 @@ class DeliveryPort(Protocol):
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None: ...
 
-    async def deliver(
-        self, job: Job, images: list[ResultImage], notes: list[str]
-    ) -> dict[str, Any]:
-        """Post the results. Returns data to merge into `job.delivery` (message ids).
-        Must not post twice if called again for the same job after a crash."""
+    async def deliver(self, job: Job, images: list[ResultImage], failed: int) -> dict[str, Any]:
+        """Post the results (`failed`: requested images the provider did not make; they
+        are not charged). Returns data to merge into `job.delivery` (message ids; a None
+        value removes a key). Must not post twice if called again after a crash."""
         ...
 
     async def fail(self, job: Job, error: UserError) -> None: ...
@@ -183,40 +188,56 @@ class JobService(Protocol):
         trusted). False when no active job has that task."""
         ...
 
+    async def wait_final(self, job_id: str, timeout: float | None = None) -> Job:
+        """The job once it is final: at once if already final, else when this engine
+        settles it (woken by an event, never polled). Raises TimeoutError after
+        `timeout` seconds of the engine's clock, NotFound for an unknown job."""
+        ...
+
+    def on_final(self, listener: Callable[[Job], Awaitable[None]]) -> None:
+        """Call `listener(job)` once per job this engine moves to a final state, after
+        it is settled, as a kept background task cancelled on shutdown; a listener's
+        exception is logged and never breaks the engine."""
+        ...
+
 
 class QuotaAdmin(Protocol):
-    """Admin operations on quotas (called by /quota, /usage and the console)."""
+    """Admin operations on quotas (called by /quota, /usage and the console). Every
+    setting, sum and report belongs to one Space (platform and server/workspace id):
+    the same id on another platform is another space."""
 
     async def usage(
-        self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
+        self, space: Space, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
     ) -> UsageReport: ...
 
     async def set_user_limit(
-        self, guild_id: str, user_id: str, limit: int, period: Period | None = None
+        self, space: Space, user_id: str, limit: int, period: Period | None = None
     ) -> None: ...
 
-    async def clear_user_limit(self, guild_id: str, user_id: str) -> None: ...
+    async def clear_user_limit(self, space: Space, user_id: str) -> None: ...
 
     async def set_role_limit(
-        self, guild_id: str, role_id: str, limit: int, period: Period | None = None
+        self, space: Space, role_id: str, limit: int, period: Period | None = None
     ) -> None: ...
 
-    async def clear_role_limit(self, guild_id: str, role_id: str) -> None: ...
+    async def clear_role_limit(self, space: Space, role_id: str) -> None: ...
 
-    async def set_server_default(self, guild_id: str, limit: int, period: Period) -> None: ...
+    async def set_server_default(self, space: Space, limit: int, period: Period) -> None: ...
 
-    async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None: ...
+    async def set_server_budget(self, space: Space, monthly_images: int | None) -> None: ...
 
-    async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
+    async def grant(self, space: Space, user_id: str, images: int, granted_by: str) -> None:
         """Extra images for the current period."""
         ...
 
-    async def block(self, guild_id: str, user_id: str, reason: str | None = None) -> None: ...
+    async def block(self, space: Space, user_id: str, reason: str | None = None) -> None: ...
 
-    async def unblock(self, guild_id: str, user_id: str) -> None: ...
+    async def unblock(self, space: Space, user_id: str) -> None: ...
 
-    async def server_report(self, guild_id: str) -> ServerReport: ...
+    async def server_report(self, space: Space) -> ServerReport: ...
 
-    async def guild_config(self, guild_id: str) -> GuildConfig: ...
+    async def guild_config(self, space: Space) -> GuildConfig: ...
 
-    async def set_guild_config(self, config: GuildConfig) -> None: ...
+    async def set_guild_config(self, config: GuildConfig) -> None:
+        """Store `config` for its space: (config.platform, config.guild_id)."""
+        ...

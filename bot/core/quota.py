@@ -15,15 +15,15 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from bot.core.errors import QuotaDenied, QuotaReason
-from bot.core.models import Period, UsageReport
+from bot.core.errors import QuotaDenied, QuotaReason, RefusalFacts
+from bot.core.models import DIRECT_SPACE, Period, UsageReport
 
 if TYPE_CHECKING:
     from bot.settings import Settings
 
 # The quota scope of requests made outside any server (console, direct messages):
 # they get the settings' defaults unless an admin configures this scope by name.
-DIRECT_SCOPE = "direct"
+DIRECT_SCOPE = DIRECT_SPACE
 
 
 def quota_scope(guild_id: str | None) -> str:
@@ -215,26 +215,24 @@ def decide(
     """
     status = assess(facts, defaults, is_admin=is_admin, now=now)
     if status.blocked:
-        return QuotaDenied(
-            QuotaReason.BLOCKED, "You are blocked from generating images on this server."
-        )
+        return QuotaDenied(QuotaReason.BLOCKED, "blocked")
     denied = _check_jobs(facts, defaults)
     if denied is not None:
         return denied
     remaining = status.remaining
     if remaining is not None and images > remaining:
-        return _user_limit_denied(status, images, now)
+        return _user_limit_denied(status, images)
     budget = facts.server_budget
     if budget is not None and facts.server_used + images > budget:
         left = max(0, budget - facts.server_used)
         month_end = period_window(Period.MONTH, now).end
-        message = (
-            "This server's monthly image budget is used up."
-            if left == 0
-            else f"This server's monthly image budget has only {_images(left)} left; "
-            f"this needs {images}."
+        return QuotaDenied(
+            QuotaReason.SERVER_BUDGET,
+            f"budget {budget}, {left} left, needs {images}",
+            remaining=left,
+            resets_at=month_end,
+            facts=RefusalFacts(needed=images, budget=budget),
         )
-        return QuotaDenied(QuotaReason.SERVER_BUDGET, message, remaining=left, resets_at=month_end)
     return None
 
 
@@ -243,39 +241,27 @@ def _check_jobs(facts: QuotaFacts, defaults: QuotaDefaults) -> QuotaDenied | Non
     # behind them; a new job waits first, so the cap is on the total.
     if facts.running + facts.queued < defaults.max_running + defaults.max_queued:
         return None
+    shown = RefusalFacts(running=facts.running, queued=facts.queued)
     if facts.queued == 0:
-        return QuotaDenied(
-            QuotaReason.RUNNING_LIMIT,
-            f"You already have {_count(facts.running, 'job')} running; wait for one to finish.",
-        )
+        return QuotaDenied(QuotaReason.RUNNING_LIMIT, f"{facts.running} jobs running", facts=shown)
     return QuotaDenied(
         QuotaReason.QUEUED_LIMIT,
-        f"You already have {_count(facts.running, 'job')} running and "
-        f"{facts.queued} waiting; wait for one to finish.",
+        f"{facts.running} jobs running, {facts.queued} waiting",
+        facts=shown,
     )
 
 
-PERIOD_WORDS = {Period.DAY: "today", Period.WEEK: "this week", Period.MONTH: "this month"}
-
-
-def _user_limit_denied(status: QuotaStatus, images: int, now: float) -> QuotaDenied:
+def _user_limit_denied(status: QuotaStatus, images: int) -> QuotaDenied:
     allowance = status.allowance or 0
     remaining = status.remaining or 0
-    when = PERIOD_WORDS[status.limit.period]
-    resets = f"resets in {format_duration(status.window.end - now)}"
-    if allowance == 0:
-        message = (
-            f"Your image limit here is 0 per {status.limit.period.value}; ask an admin for a grant."
-        )
-    elif remaining == 0:
-        message = f"You have used {status.used} of {_images(allowance)} {when}; {resets}."
-    else:
-        message = (
-            f"This needs {_images(images)} but you have {remaining} of {allowance} left "
-            f"{when}; {resets}."
-        )
     return QuotaDenied(
-        QuotaReason.USER_LIMIT, message, remaining=remaining, resets_at=status.window.end
+        QuotaReason.USER_LIMIT,
+        f"needs {images}, {remaining} of {allowance} left per {status.limit.period.value}",
+        remaining=remaining,
+        resets_at=status.window.end,
+        facts=RefusalFacts(
+            needed=images, allowance=allowance, used=status.used, period=status.limit.period
+        ),
     )
 
 
@@ -318,11 +304,3 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{minutes} min"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _images(n: int) -> str:
-    return _count(n, "image")

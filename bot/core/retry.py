@@ -1,7 +1,8 @@
 """The one retry helper: `Backoff` (exponential delays, a cap, jitter), used by every
-loop that retries (provider status queries, the engine, front-end connections), and
-`retry_until_stopped`, which retries a connection until it works or the process is
-told to stop.
+loop that retries (provider status queries, the engine, front-end connections);
+`Retry`, a policy of how often and how long a call is tried again, and `retrying`,
+which runs a call under it; and `retry_until_stopped`, which retries a connection
+until it works or the process is told to stop.
 
 Platform-free: a front end (Discord today, Slack later) passes its own `attempt`
 and a `classify` that says which failures are worth waiting out. Each retry is
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +43,72 @@ class Backoff:
 
 
 _RNG = random.Random()
+
+
+def _always(exc: BaseException) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a call is tried again: at most `attempts` tries with `backoff` delays between
+    them, none that would start after `deadline` seconds in all (None: no limit), and
+    only after failures `retryable` accepts. With `retry_after`, a delay the failure
+    asks for (`exc.retry_after`, e.g. a 429's Retry-After) is waited out when longer.
+
+    `delay_after` is the decision alone, for retries driven by a timer (the engine's
+    submits and status queries, which keep no task sleeping per job); `retrying` runs
+    a call under the policy."""
+
+    attempts: int
+    backoff: Backoff = Backoff()
+    deadline: float | None = None
+    retryable: Callable[[BaseException], bool] = _always
+    retry_after: bool = False
+
+    def delay_after(
+        self,
+        attempt: int,
+        exc: BaseException,
+        *,
+        left: float = math.inf,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to wait before another try after try number `attempt` (1 = the first)
+        failed with `exc`, `left` seconds before a deadline; None: give up."""
+        if attempt >= self.attempts or not self.retryable(exc):
+            return None
+        delay = self.backoff.delay(attempt - 1, rng)
+        if self.retry_after:
+            delay = max(delay, float(getattr(exc, "retry_after", None) or 0.0))
+        return delay if delay < left else None
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: Retry,
+    *,
+    clock: Clock,
+    on_failure: Callable[[int, Exception], None] | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """`call()` until it returns or `policy` gives up; then its last failure is raised.
+    Delays are slept on `clock` (fake time drives them in tests); `on_failure(attempt,
+    exc)` hears of every failed try, for the log. A cancel is never retried."""
+    end = None if policy.deadline is None else clock.monotonic() + policy.deadline
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except Exception as exc:
+            if on_failure is not None:
+                on_failure(attempt, exc)
+            left = math.inf if end is None else end - clock.monotonic()
+            delay = policy.delay_after(attempt, exc, left=left, rng=rng)
+            if delay is None:
+                raise
+        await clock.sleep(delay)
 
 
 def one_line(exc: BaseException | None) -> str:

@@ -8,16 +8,13 @@ Throttling (one per cause, server and hour) and logging happen in the core
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 
+from bot.chat.configs import SpaceConfigs
+from bot.chat.wording import clip
 from bot.core.alerts import alert_text
-from bot.core.models import AdminAlert
-from bot.discord import render
-
-if TYPE_CHECKING:
-    from bot.discord.bot import WanBot
+from bot.core.models import AdminAlert, Space
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +22,15 @@ _NO_MENTIONS = discord.AllowedMentions.none()
 
 
 class DiscordAlerts:
-    def __init__(self, bot: WanBot) -> None:
-        self._bot = bot
+    def __init__(self, client: discord.Client, configs: SpaceConfigs) -> None:
+        self._bot = client
+        self._configs = configs
 
     async def alert(self, alert: AdminAlert) -> bool:
-        if alert.guild_id is None:
-            return False  # not a server's job: the log (and any console) has it
-        text = render.clip(alert_text(alert), 1800)
-        config = await self._bot.configs.get(alert.guild_id)
+        if alert.guild_id is None or alert.platform not in (None, "discord"):
+            return False  # not a Discord server's: the log (and any console) has it
+        text = clip(alert_text(alert), 1800)
+        config = await self._configs.get(Space(platform="discord", id=alert.guild_id))
         if config.alerts_channel_id:
             channel = self._bot.get_partial_messageable(
                 int(config.alerts_channel_id), guild_id=int(alert.guild_id)

@@ -15,12 +15,12 @@ import pkgutil
 import discord
 from discord.ext import commands
 
+from bot.chat.service import ChatService
 from bot.core.metrics import EngineMetrics
-from bot.discord.actions import JobActions
-from bot.discord.configs import GuildConfigs
+from bot.core.models import Space
 from bot.discord.context import DiscordRuntime
-from bot.discord.delivery import DiscordDelivery
-from bot.discord.jobs import JobStarter
+from bot.discord.front import DiscordFront
+from bot.discord.surface import DiscordSurface
 from bot.discord.tree import WanTree
 from bot.discord.views import ResultButton
 
@@ -57,8 +57,8 @@ class WanBot(commands.Bot):
         self,
         rt: DiscordRuntime,
         *,
+        chat: ChatService | None = None,
         guild_ready_timeout: float = 2.0,
-        price_per_image: float | None = None,
         cogs: list[str] | None = None,
         metrics: EngineMetrics | None = None,
     ) -> None:
@@ -71,12 +71,13 @@ class WanBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.rt = rt
-        caps_price = rt.provider.capabilities.price_per_image_usd
-        self.price_per_image = caps_price if price_per_image is None else price_per_image
-        self.configs = GuildConfigs(rt.quotas)
-        self.delivery = DiscordDelivery(self, rt.clock)
-        self.starter = JobStarter(self)
-        self.actions = JobActions(self)
+        if isinstance(self.tree, WanTree):
+            self.tree.clock = rt.clock
+        chat = chat or rt.chat
+        self.surface = DiscordSurface(self, rt.clock, rt.image_executor)
+        # The one delivery path for Discord jobs, and the engine's port for them.
+        self.delivery = chat.add_surface(self.surface)
+        self.front = DiscordFront(chat, self.surface)
         self.message_content = True
         self._cog_names = cogs
         self._metrics = metrics
@@ -128,4 +129,5 @@ class WanBot(commands.Bot):
 
     async def on_guild_available(self, guild: discord.Guild) -> None:
         # Warm the settings cache so interaction checks need no database round trip.
-        self.rt.tasks.create_task(self.configs.get(str(guild.id)), name=f"config-{guild.id}")
+        space = Space(platform="discord", id=str(guild.id))
+        self.rt.tasks.create_task(self.front.chat.configs.get(space), name=f"config-{guild.id}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Protocol
 
+from bot.chat.service import ChatService
 from bot.core.clock import Clock
 from bot.core.ports import ImageProvider, JobService, JobStore, QuotaAdmin
 from bot.core.tasks import TaskGroup
@@ -17,6 +18,9 @@ from bot.settings import Settings
 
 
 class DiscordRuntime(Protocol):
+    @property
+    def chat(self) -> ChatService: ...
+
     @property
     def engine(self) -> JobService: ...
 

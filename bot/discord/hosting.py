@@ -1,5 +1,6 @@
-"""An ImageHost that makes normalised input images fetchable by the provider:
-it posts them in the job's channel and hands back the attachment URL."""
+"""Hosting repaired input images on Discord so the provider can fetch them: posted in
+the job's channel, the attachment URL handed over, and the message deleted when the
+request is refused or the job ends."""
 
 from __future__ import annotations
 
@@ -21,12 +22,43 @@ class HostingFailed(WanbotError):
         self.reason = reason
 
 
-class DiscordImageHost:
-    """Hosts the images of one request; `withdraw` removes them if it is refused."""
+async def _delete(messages: list[discord.Message]) -> None:
+    for message in messages:
+        try:
+            await message.delete()
+        except discord.HTTPException as exc:  # already gone is fine
+            log.info("could not delete hosted input image %s: %s", message.id, exc)
 
-    def __init__(self, channel: discord.abc.Messageable, owner: discord.abc.User) -> None:
+
+class HostedInputs:
+    """The input images hosted for running jobs, by job id (kept in memory: after a
+    restart, images hosted before it stay up)."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[str, list[discord.Message]] = {}
+
+    def session(
+        self, channel: discord.abc.Messageable, owner: discord.abc.User
+    ) -> DiscordImageHost:
+        return DiscordImageHost(channel, owner, self)
+
+    def keep(self, job_id: str, messages: list[discord.Message]) -> None:
+        if messages:
+            self._by_job.setdefault(job_id, []).extend(messages)
+
+    async def release(self, job_id: str) -> None:
+        await _delete(self._by_job.pop(job_id, []))
+
+
+class DiscordImageHost:
+    """Hosts the images of one request (`HostSession`)."""
+
+    def __init__(
+        self, channel: discord.abc.Messageable, owner: discord.abc.User, kept: HostedInputs
+    ) -> None:
         self._channel = channel
         self._owner = owner
+        self._kept = kept
         self._posted: list[discord.Message] = []
 
     async def host(self, data: bytes, content_type: str, filename: str) -> str:
@@ -46,10 +78,10 @@ class DiscordImageHost:
         return message.attachments[0].url
 
     async def withdraw(self) -> None:
-        """Delete what was posted (best effort: a message already gone is fine)."""
+        """The request was refused: delete what was posted."""
         posted, self._posted = self._posted, []
-        for message in posted:
-            try:
-                await message.delete()
-            except discord.HTTPException as exc:
-                log.info("could not delete hosted input image %s: %s", message.id, exc)
+        await _delete(posted)
+
+    def bind(self, job_id: str) -> None:
+        posted, self._posted = self._posted, []
+        self._kept.keep(job_id, posted)

@@ -13,6 +13,8 @@ import contextlib
 import functools
 import logging
 import sys
+from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 import discord
@@ -28,6 +30,17 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class BesideFrontEnd(Protocol):
+    """Another front end on the same runtime (Slack): built before `rt.start()`."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+Beside = Callable[[Runtime], BesideFrontEnd]
 
 
 def apply_endpoint_settings(settings: Settings) -> None:
@@ -138,19 +151,24 @@ def _token(settings: Settings) -> str | None:
     return settings.discord_token.get_secret_value()
 
 
-def run_discord(settings: Settings) -> int:
+def run_discord(settings: Settings, beside: Beside | None = None) -> int:
     token = _token(settings)
     if token is None:
         return 2
     apply_endpoint_settings(settings)
-    return asyncio.run(run_until_stopped(functools.partial(serve, settings, token)))
+    return asyncio.run(run_until_stopped(functools.partial(serve, settings, token, beside=beside)))
 
 
-async def serve(settings: Settings, token: str, stop: asyncio.Event) -> int:
+async def serve(
+    settings: Settings, token: str, stop: asyncio.Event, *, beside: Beside | None = None
+) -> int:
     """Run the bot until `stop` is set or the gateway connection ends for good."""
     rt = Runtime(settings)
-    bot = WanBot(rt, price_per_image=settings.price_per_image_usd, metrics=rt.metrics)
-    rt.alert_sinks.add(DiscordAlerts(bot))  # the alerts channel, else the owner's DMs
+    bot = WanBot(rt, metrics=rt.metrics)
+    other = beside(rt) if beside is not None else None  # registered before rt.start()
+    rt.alert_sinks.add(
+        DiscordAlerts(bot, rt.chat.configs)
+    )  # the alerts channel, else the owner's DMs
     connect: asyncio.Task[None] | None = None
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     gateway_log = logging.getLogger("discord.client")
@@ -172,9 +190,10 @@ async def serve(settings: Settings, token: str, stop: asyncio.Event) -> int:
             return 2
         except Stopped:
             return 0
-        rt.engine.register_delivery("discord", bot.delivery)
         rt.health.watch_frontend("discord", functools.partial(gateway_connected, bot))
         await rt.start()
+        if other is not None:
+            await other.start()
         connect = asyncio.create_task(
             retry_until_stopped(
                 bot.connect,
@@ -195,6 +214,8 @@ async def serve(settings: Settings, token: str, stop: asyncio.Event) -> int:
         stopping.cancel()
         # Engine first (jobs stay stored for the next start), then Discord, then the rest.
         await rt.engine.close()
+        if other is not None:
+            await other.close()
         await bot.close()
         if connect is not None and not connect.done():
             connect.cancel()
@@ -237,7 +258,7 @@ def run_sync(settings: Settings, guild_id: int | None = None) -> int:
 async def sync_commands(settings: Settings, token: str, guild_id: int | None) -> int:
     """Register the slash commands: in one server (instant) or globally (slow to show)."""
     rt = Runtime(settings)  # never started: only the provider's capabilities are needed
-    bot = WanBot(rt, price_per_image=settings.price_per_image_usd, metrics=rt.metrics)
+    bot = WanBot(rt, metrics=rt.metrics)
     try:
         await bot.login(token)  # runs setup_hook: the cogs add their commands
         if guild_id is not None:

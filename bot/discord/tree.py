@@ -13,8 +13,10 @@ import secrets
 import discord
 from discord import app_commands
 
+from bot.chat.wording import refusal
+from bot.core.clock import Clock, SystemClock
 from bot.core.errors import WanbotError
-from bot.discord.render import user_error_text
+from bot.discord.embeds import STYLE
 from bot.discord.respond import answer
 
 log = logging.getLogger(__name__)
@@ -24,10 +26,10 @@ def _permission_name(flag: str) -> str:
     return flag.replace("_", " ").replace("guild", "server").title()
 
 
-def user_message(error: BaseException) -> str | None:
+def user_message(error: BaseException, now: float) -> str | None:
     """The text for an error the user can act on, None for a bug."""
     if isinstance(error, WanbotError):
-        return user_error_text(error)
+        return refusal(error, STYLE, now)
     if isinstance(error, app_commands.MissingPermissions):
         names = ", ".join(_permission_name(p) for p in error.missing_permissions)
         return f"You need the **{names}** permission to use this command."
@@ -46,6 +48,8 @@ def user_message(error: BaseException) -> str | None:
 
 
 class WanTree(app_commands.CommandTree[discord.Client]):
+    clock: Clock = SystemClock()  # the bot sets its own (quota reset times are relative)
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
@@ -55,7 +59,7 @@ class WanTree(app_commands.CommandTree[discord.Client]):
         """Answer `error` once, whether the interaction is fresh, deferred or expired."""
         if isinstance(error, app_commands.CommandInvokeError):
             error = error.original
-        text = user_message(error)
+        text = user_message(error, self.clock.now())
         if text is None:
             error_id = str(interaction.extras.get("job_id") or secrets.token_hex(4))
             name = interaction.command.qualified_name if interaction.command else "component"

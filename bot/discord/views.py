@@ -64,7 +64,7 @@ class ResultButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUST
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
         try:
-            await bot.actions.on_button(interaction, self.action, self.job_id, self.index)
+            await bot.front.on_button(interaction, self.action, self.job_id, self.index)
         except Exception as exc:  # every error gets exactly one answer
             await bot.report_error(interaction, exc)
 

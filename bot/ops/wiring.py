@@ -7,7 +7,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from bot.callback_server import CallbackTarget, HttpServer, OpsEndpoints
+from bot.callback_server import CallbackTarget, HttpServer, MediaSource, OpsEndpoints
 from bot.core.clock import Clock
 from bot.core.engine import JobEngine
 from bot.ops.health import HealthChecks, ProviderHealth
@@ -37,28 +37,31 @@ def build_servers(
     store: Store,
     metrics: PromMetrics | None,
     health: HealthChecks,
+    media: MediaSource | None = None,
 ) -> tuple[list[HttpServer], HttpServer | None]:
-    """The HTTP servers to run, and the one carrying callbacks: one server when the
-    callback and metrics ports are the same, two when they differ."""
+    """The HTTP servers to run, and the public one (callbacks and served input images,
+    on CALLBACK_HOST:CALLBACK_PORT): one server when the callback and metrics ports are
+    the same, two when they differ."""
     callbacks: CallbackTarget | None = engine if engine.callbacks_enabled else None
+    public = callbacks is not None or media is not None
     ops: OpsEndpoints | None = None
     if metrics is not None:
         metrics.watch_engine(engine.stats, engine.provider.name, lambda: engine.active_count)
         ops = OpsEndpoints(health=health, metrics=metrics, job_counts=store.jobs_by_state)
-    if (
-        callbacks is not None
-        and ops is not None
-        and settings.metrics_port == settings.callback_port
-    ):
+    if public and ops is not None and settings.metrics_port == settings.callback_port:
         shared = HttpServer(
-            settings.callback_host, settings.callback_port, callbacks=callbacks, ops=ops
+            settings.callback_host,
+            settings.callback_port,
+            callbacks=callbacks,
+            ops=ops,
+            media=media,
         )
         return [shared], shared
     servers: list[HttpServer] = []
     callback_server = None
-    if callbacks is not None:
+    if public:
         callback_server = HttpServer(
-            settings.callback_host, settings.callback_port, callbacks=callbacks
+            settings.callback_host, settings.callback_port, callbacks=callbacks, media=media
         )
         servers.append(callback_server)
     if ops is not None:

@@ -1,1 +1,2 @@
-"""Slack front end (in progress): the pieces that do not need the chat layer yet."""
+"""Slack front end: a thin adapter on the conversation layer (bot/chat) over Bolt's
+Socket Mode. bot.py assembles it; bot/fronts.py runs it."""

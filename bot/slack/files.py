@@ -63,6 +63,11 @@ class SlackFiles:
             check_response=_refuse_html,
         )
 
+    @property
+    def fetcher(self) -> SafeDownloader:
+        """Fetches a Slack file's private URL (the chat layer's `Fetcher`)."""
+        return self._downloader
+
     def token_host(self, host: str) -> bool:
         """Whether the bot token may be sent to this host."""
         name = _host(host)

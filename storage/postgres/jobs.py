@@ -6,9 +6,9 @@ the same statement; state changes are compare-and-set updates.
 
 What differs is concurrency. PostgreSQL runs transactions side by side, so admit()
 serialises the decisions that could over-admit with two transaction-level advisory
-locks taken before the quota facts are read: one per user id (their running and
-queued jobs, across servers, and their usage in every scope) and one per quota scope
-(the server's monthly budget: exclusive when the server has one, else shared). Locks
+locks taken before the quota facts are read: one per user (platform and user id: their
+running and queued jobs, across servers, and their usage in every space) and one per
+space (the server's monthly budget: exclusive when the server has one, else shared). Locks
 are always taken in that order, user then scope, so two admits cannot deadlock; they
 are released at COMMIT. The locks live in the server, so this holds across processes.
 
@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from bot.core.clock import Clock
-from bot.core.models import Job, JobState
+from bot.core.models import Job, JobState, Requester, Space
 from bot.core.quota import QuotaDefaults, decide
 from storage.job_rows import (
     ACTIVE_STATE_VALUES,
@@ -56,10 +56,15 @@ LOCK_SCOPE = 0x7773  # "ws"
 # starts, checked again in the facts once the scope lock is held).
 _USER_LOCK = (
     f"SELECT pg_advisory_xact_lock({LOCK_USER}, hashtext($1)), "
-    "EXISTS (SELECT 1 FROM server_budgets WHERE guild_id = $2)"
+    "EXISTS (SELECT 1 FROM server_budgets WHERE platform = $2 AND guild_id = $3)"
 )
 SCOPE_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_SCOPE}, hashtext($1))"
 _SCOPE_SHARED = f"SELECT pg_advisory_xact_lock_shared({LOCK_SCOPE}, hashtext($1))"
+
+
+def space_key(space: Space) -> str:
+    """The scope lock's key: one per space (a platform and a server id)."""
+    return f"{space.platform}:{space.id}"
 
 
 class _BudgetAppeared(Exception):
@@ -115,7 +120,8 @@ class PostgresJobStore:
 
     async def _admit(self, job: Job, params: dict[str, Any], *, exclusive: bool) -> None:
         requester = job.requester
-        scope, now, images = params["scope_id"], params["now"], job.request.count
+        space, now, images = requester.space, params["now"], job.request.count
+        scope = space_key(space)
         async with self._db.transaction() as conn:
             # Locks before the facts are read: each statement reads what was committed
             # when it started, so the read must start after any earlier admit's COMMIT.
@@ -123,16 +129,21 @@ class PostgresJobStore:
             # one (those admits go one at a time), shared where there is none (so users
             # of one server are admitted side by side) and set_server_budget() takes it
             # exclusively, so a budget never appears under an admit that shares it.
-            row = await conn.fetchrow(_USER_LOCK, requester.user_id, scope)
+            row = await conn.fetchrow(
+                _USER_LOCK,
+                f"{requester.platform}:{requester.user_id}",
+                space.platform,
+                space.id,
+            )
             exclusive = exclusive or bool(row[1])
             await conn.execute(SCOPE_LOCK if exclusive else _SCOPE_SHARED, scope)
             facts = await read_facts(
                 conn,
-                scope=scope,
+                space=space,
                 user_id=requester.user_id,
                 role_ids=requester.role_ids,
                 now=now,
-                platform=requester.platform,
+                count_jobs=True,
             )
             if facts.server_budget is not None and not exclusive:
                 raise _BudgetAppeared
@@ -147,6 +158,22 @@ class PostgresJobStore:
                 if exc.constraint_name == "jobs_pkey":
                     raise ValueError(f"job {job.id} already exists") from exc
                 raise
+
+    async def precheck(self, requester: Requester, images: int) -> None:
+        """Admission's rule, read-only (no locks): raises the QuotaDenied admitting would."""
+        now = self._clock.now()
+        async with self._db.transaction(readonly=True) as conn:
+            facts = await read_facts(
+                conn,
+                space=requester.space,
+                user_id=requester.user_id,
+                role_ids=requester.role_ids,
+                now=now,
+                count_jobs=True,
+            )
+        denied = decide(facts, self._defaults, images=images, is_admin=requester.is_admin, now=now)
+        if denied is not None:
+            raise denied
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchrow(f"{_SELECT} WHERE id = $1", job_id)

@@ -13,13 +13,14 @@ from bot.core.models import (
     GuildConfig,
     Period,
     ServerReport,
+    Space,
     UsageReport,
 )
 from bot.core.quota import QuotaDefaults, assess, period_window, usage_report
 from storage.job_rows import ACTIVE_STATES_SQL
 from storage.postgres.db import PgDatabase
 from storage.postgres.facts import read_facts
-from storage.postgres.jobs import SCOPE_LOCK
+from storage.postgres.jobs import SCOPE_LOCK, space_key
 from storage.quota_rows import (
     LimitShortcuts,
     check_count,
@@ -44,36 +45,35 @@ class PostgresQuotaAdmin(LimitShortcuts):
         self._price = price_per_image_usd
 
     async def usage(
-        self, guild_id: str, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
+        self, space: Space, user_id: str, role_ids: Sequence[str] = (), is_admin: bool = False
     ) -> UsageReport:
         now = self._clock.now()
         # One snapshot for both reads, so that `used` and `in_flight` agree.
         async with self._db.transaction(isolation="repeatable_read", readonly=True) as conn:
-            facts = await read_facts(
-                conn, scope=guild_id, user_id=user_id, role_ids=role_ids, now=now
-            )
+            facts = await read_facts(conn, space=space, user_id=user_id, role_ids=role_ids, now=now)
             window = assess(facts, self._defaults, is_admin=is_admin, now=now).window
             in_flight = await conn.fetchval(
                 # The literal state list: the partial index jobs_user_state (0006).
                 "SELECT COALESCE(SUM(reserved), 0) FROM jobs "
-                f"WHERE user_id = $1 AND scope_id = $2 AND state IN {ACTIVE_STATES_SQL} "
-                "AND admitted_at >= $3 AND admitted_at < $4",
+                f"WHERE user_id = $1 AND platform = $2 AND scope_id = $3 "
+                f"AND state IN {ACTIVE_STATES_SQL} AND admitted_at >= $4 AND admitted_at < $5",
                 user_id,
-                guild_id,
+                space.platform,
+                space.id,
                 window.start,
                 window.end,
             )
         return usage_report(
             facts,
             self._defaults,
-            guild_id=guild_id,
+            guild_id=space.id,
             user_id=user_id,
             is_admin=is_admin,
             now=now,
             in_flight=int(in_flight),
         )
 
-    async def set_server_budget(self, guild_id: str, monthly_images: int | None) -> None:
+    async def set_server_budget(self, space: Space, monthly_images: int | None) -> None:
         """Images per calendar month for the whole server; None removes the budget.
 
         Holds the server's quota lock exclusively (see storage/postgres/jobs.py): admits
@@ -81,50 +81,61 @@ class PostgresQuotaAdmin(LimitShortcuts):
         if monthly_images is not None:
             check_count("the monthly budget", monthly_images)
         async with self._db.transaction() as conn:
-            await conn.execute(SCOPE_LOCK, guild_id)
+            await conn.execute(SCOPE_LOCK, space_key(space))
             if monthly_images is None:
-                await conn.execute("DELETE FROM server_budgets WHERE guild_id = $1", guild_id)
+                await conn.execute(
+                    "DELETE FROM server_budgets WHERE platform = $1 AND guild_id = $2",
+                    space.platform,
+                    space.id,
+                )
                 return
             await conn.execute(
-                "INSERT INTO server_budgets (guild_id, monthly_images, updated_at) "
-                "VALUES ($1, $2, $3) "
-                "ON CONFLICT (guild_id) DO UPDATE SET monthly_images = excluded.monthly_images, "
-                "updated_at = excluded.updated_at",
-                guild_id,
+                "INSERT INTO server_budgets (platform, guild_id, monthly_images, updated_at) "
+                "VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (platform, guild_id) DO UPDATE SET "
+                "monthly_images = excluded.monthly_images, updated_at = excluded.updated_at",
+                space.platform,
+                space.id,
                 monthly_images,
                 self._clock.now(),
             )
 
-    async def grant(self, guild_id: str, user_id: str, images: int, granted_by: str) -> None:
+    async def grant(self, space: Space, user_id: str, images: int, granted_by: str) -> None:
         """Extra images for the user's current period (a grant counts in the window
         containing the moment it was made)."""
         check_grant(images)
         await self._db.execute(
-            "INSERT INTO grants (guild_id, user_id, images, granted_by, granted_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            guild_id,
+            "INSERT INTO grants (platform, guild_id, user_id, images, granted_by, granted_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            space.platform,
+            space.id,
             user_id,
             images,
             granted_by,
             self._clock.now(),
         )
 
-    async def block(self, guild_id: str, user_id: str, reason: str | None = None) -> None:
+    async def block(self, space: Space, user_id: str, reason: str | None = None) -> None:
         await self._db.execute(
-            "INSERT INTO blocks (guild_id, user_id, reason, blocked_at) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason",
-            guild_id,
+            "INSERT INTO blocks (platform, guild_id, user_id, reason, blocked_at) "
+            "VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (platform, guild_id, user_id) DO UPDATE SET reason = excluded.reason",
+            space.platform,
+            space.id,
             user_id,
             reason,
             self._clock.now(),
         )
 
-    async def unblock(self, guild_id: str, user_id: str) -> None:
+    async def unblock(self, space: Space, user_id: str) -> None:
         await self._db.execute(
-            "DELETE FROM blocks WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
+            "DELETE FROM blocks WHERE platform = $1 AND guild_id = $2 AND user_id = $3",
+            space.platform,
+            space.id,
+            user_id,
         )
 
-    async def server_report(self, guild_id: str) -> ServerReport:
+    async def server_report(self, space: Space) -> ServerReport:
         """Images charged (delivered) this calendar month, per user and per UTC day, with
         their cost: the prices stored with each charge (migration 0003); charges without
         a stored price are costed at the configured one. In-flight jobs are not in it."""
@@ -133,28 +144,32 @@ class PostgresQuotaAdmin(LimitShortcuts):
             "SUM(images) AS images, "
             "COALESCE(SUM(images * unit_price_usd), 0) AS priced, "
             "COALESCE(SUM(images) FILTER (WHERE unit_price_usd IS NULL), 0) AS unpriced "
-            "FROM ledger WHERE guild_id = $1 AND kind = 'charge' "
-            "AND period_ts >= $2 AND period_ts < $3"
+            "FROM ledger WHERE platform = $1 AND guild_id = $2 AND kind = 'charge' "
+            "AND period_ts >= $3 AND period_ts < $4"
         )
         rows = await self._db.fetch(
             f"SELECT user_id, {sums} "
             "GROUP BY user_id HAVING SUM(images) > 0 ORDER BY images DESC, user_id",
-            guild_id,
+            space.platform,
+            space.id,
             month.start,
             month.end,
         )
         by_day = await self._db.fetch(
             f"SELECT floor(period_ts / 86400)::bigint * 86400 AS day, {sums} "
             "GROUP BY day HAVING SUM(images) > 0 ORDER BY day",
-            guild_id,
+            space.platform,
+            space.id,
             month.start,
             month.end,
         )
         budget = await self._db.fetchval(
-            "SELECT monthly_images FROM server_budgets WHERE guild_id = $1", guild_id
+            "SELECT monthly_images FROM server_budgets WHERE platform = $1 AND guild_id = $2",
+            space.platform,
+            space.id,
         )
         return server_report(
-            guild_id,
+            space.id,
             period_start=month.start,
             users=rows,
             days=by_day,
@@ -162,33 +177,38 @@ class PostgresQuotaAdmin(LimitShortcuts):
             price_per_image_usd=self._price,
         )
 
-    async def guild_config(self, guild_id: str) -> GuildConfig:
+    async def guild_config(self, space: Space) -> GuildConfig:
         config = await self._db.fetchval(
-            "SELECT config FROM guild_config WHERE guild_id = $1", guild_id
+            "SELECT config FROM guild_config WHERE platform = $1 AND guild_id = $2",
+            space.platform,
+            space.id,
         )
-        return guild_config(guild_id, config)
+        return guild_config(space, config)
 
     async def set_guild_config(self, config: GuildConfig) -> None:
         await self._db.execute(
-            "INSERT INTO guild_config (guild_id, config, updated_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (guild_id) DO UPDATE SET config = excluded.config, "
+            "INSERT INTO guild_config (platform, guild_id, config, updated_at) "
+            "VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (platform, guild_id) DO UPDATE SET config = excluded.config, "
             "updated_at = excluded.updated_at",
+            config.platform,
             config.guild_id,
             config.model_dump_json(),
             self._clock.now(),
         )
 
     async def _set_limit(
-        self, guild_id: str, scope: str, subject_id: str, limit: int, period: Period | None
+        self, space: Space, scope: str, subject_id: str, limit: int, period: Period | None
     ) -> None:
         check_count("a limit", limit)
         await self._db.execute(
-            "INSERT INTO quota_limits (guild_id, scope, subject_id, images_limit, period, "
-            "updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
-            "ON CONFLICT (guild_id, scope, subject_id) DO UPDATE SET "
+            "INSERT INTO quota_limits (platform, guild_id, scope, subject_id, images_limit, "
+            "period, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (platform, guild_id, scope, subject_id) DO UPDATE SET "
             "images_limit = excluded.images_limit, period = excluded.period, "
             "updated_at = excluded.updated_at",
-            guild_id,
+            space.platform,
+            space.id,
             scope,
             subject_id,
             limit,
@@ -196,10 +216,12 @@ class PostgresQuotaAdmin(LimitShortcuts):
             self._clock.now(),
         )
 
-    async def _clear_limit(self, guild_id: str, scope: str, subject_id: str) -> None:
+    async def _clear_limit(self, space: Space, scope: str, subject_id: str) -> None:
         await self._db.execute(
-            "DELETE FROM quota_limits WHERE guild_id = $1 AND scope = $2 AND subject_id = $3",
-            guild_id,
+            "DELETE FROM quota_limits "
+            "WHERE platform = $1 AND guild_id = $2 AND scope = $3 AND subject_id = $4",
+            space.platform,
+            space.id,
             scope,
             subject_id,
         )

@@ -18,7 +18,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core.clock import Clock
-from bot.core.models import ACTIVE_STATES, Job, JobState
+from bot.core.models import ACTIVE_STATES, Job, JobState, Requester
 from bot.core.quota import QuotaDefaults, decide
 from storage.job_rows import (
     ACTIVE_STATES_SQL,
@@ -74,24 +74,10 @@ class SqliteJobStore:
         the job as QUEUED; all in one write transaction. Raises `QuotaDenied` (then
         nothing is written)."""
         now = self._clock.now()
-        requester = job.requester
         job, params = admission(job, self.price_per_image_usd, now)
-        scope, images = params["scope_id"], job.request.count
 
         def reserve(conn: sqlite3.Connection) -> None:
-            facts = read_facts(
-                conn,
-                scope=scope,
-                user_id=requester.user_id,
-                role_ids=requester.role_ids,
-                now=now,
-                platform=requester.platform,
-            )
-            denied = decide(
-                facts, self._defaults, images=images, is_admin=requester.is_admin, now=now
-            )
-            if denied is not None:
-                raise denied
+            self._refuse(conn, job.requester, job.request.count, now)
             try:
                 conn.execute(_INSERT_JOB, params)
             except sqlite3.IntegrityError as exc:
@@ -101,6 +87,27 @@ class SqliteJobStore:
 
         await self._db.atomic(reserve)
         return job
+
+    async def precheck(self, requester: Requester, images: int) -> None:
+        """Admission's rule, read-only: raises the QuotaDenied admitting would."""
+        now = self._clock.now()
+        await self._db.atomic(lambda conn: self._refuse(conn, requester, images, now))
+
+    def _refuse(
+        self, conn: sqlite3.Connection, requester: Requester, images: int, now: float
+    ) -> None:
+        """Raise the QuotaDenied that `images` more for `requester` meet now, if any."""
+        facts = read_facts(
+            conn,
+            space=requester.space,
+            user_id=requester.user_id,
+            role_ids=requester.role_ids,
+            now=now,
+            count_jobs=True,
+        )
+        denied = decide(facts, self._defaults, images=images, is_admin=requester.is_admin, now=now)
+        if denied is not None:
+            raise denied
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone(f"{_SELECT} WHERE id = ?", (job_id,))

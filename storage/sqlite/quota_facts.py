@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
+from bot.core.models import Space
 from bot.core.quota import QuotaFacts, period_window
 from storage.quota_rows import PERIODS, RUNNING_SQL, quota_facts
 
@@ -17,17 +18,19 @@ from storage.quota_rows import PERIODS, RUNNING_SQL, quota_facts
 # applies is only known from the overrides read alongside.
 _FACTS_SQL = f"""
 SELECT
-    EXISTS (SELECT 1 FROM blocks WHERE guild_id = :g AND user_id = :u) AS blocked,
+    EXISTS (SELECT 1 FROM blocks WHERE platform = :p AND guild_id = :g AND user_id = :u)
+        AS blocked,
     (SELECT json_array(
             COALESCE(SUM(state IN {RUNNING_SQL}), 0), COALESCE(SUM(state = 'queued'), 0))
         FROM jobs
         WHERE :count_jobs AND user_id = :u AND platform = :p
             AND state IN ('queued', 'submitting', 'running', 'delivering')) AS jobs,
-    (SELECT json_extract(config, '$.admin_exempt') FROM guild_config WHERE guild_id = :g)
+    (SELECT json_extract(config, '$.admin_exempt') FROM guild_config
+        WHERE platform = :p AND guild_id = :g)
         AS admin_exempt,
     (SELECT json_group_array(json_array(scope, images_limit, period))
         FROM quota_limits
-        WHERE guild_id = :g AND (
+        WHERE platform = :p AND guild_id = :g AND (
             (scope = 'server' AND subject_id = '')
             OR (scope = 'user' AND subject_id = :u)
             OR (scope = 'role' AND subject_id IN (SELECT value FROM json_each(:roles))))
@@ -37,38 +40,40 @@ SELECT
             COALESCE(SUM(CASE WHEN day >= :w0 AND day < :w1 THEN used END), 0),
             COALESCE(SUM(CASE WHEN day >= :m0 AND day < :m1 THEN used END), 0))
         FROM usage_daily
-        WHERE guild_id = :g AND user_id = :u AND day >= :lo AND day < :hi) AS used,
+        WHERE platform = :p AND guild_id = :g AND user_id = :u AND day >= :lo AND day < :hi)
+        AS used,
     (SELECT json_array(
             COALESCE(SUM(CASE WHEN granted_at >= :d0 AND granted_at < :d1 THEN images END), 0),
             COALESCE(SUM(CASE WHEN granted_at >= :w0 AND granted_at < :w1 THEN images END), 0),
             COALESCE(SUM(CASE WHEN granted_at >= :m0 AND granted_at < :m1 THEN images END), 0))
         FROM grants
-        WHERE guild_id = :g AND user_id = :u AND granted_at >= :lo AND granted_at < :hi)
+        WHERE platform = :p AND guild_id = :g AND user_id = :u
+            AND granted_at >= :lo AND granted_at < :hi)
         AS bonus,
-    (SELECT monthly_images FROM server_budgets WHERE guild_id = :g) AS budget,
+    (SELECT monthly_images FROM server_budgets WHERE platform = :p AND guild_id = :g) AS budget,
     (SELECT COALESCE(SUM(used), 0) FROM guild_daily
-        WHERE guild_id = :g AND day >= :m0 AND day < :m1) AS server_used
+        WHERE platform = :p AND guild_id = :g AND day >= :m0 AND day < :m1) AS server_used
 """
 
 
 def read_facts(
     conn: sqlite3.Connection,
     *,
-    scope: str,
+    space: Space,
     user_id: str,
     role_ids: Sequence[str],
     now: float,
-    platform: str | None = None,
+    count_jobs: bool = False,
 ) -> QuotaFacts:
-    """The facts for `user_id` in `scope`. Job counts only when `platform` is given
-    (a user's running and queued jobs are counted across servers)."""
+    """The facts for `user_id` in `space`. Job counts only with `count_jobs` (a user's
+    running and queued jobs are counted across the servers of the space's platform)."""
     windows = [period_window(period, now) for period in PERIODS]
     day, week, month = windows
     params = {
-        "g": scope,
+        "g": space.id,
         "u": user_id,
-        "p": platform or "",
-        "count_jobs": platform is not None,
+        "p": space.platform,
+        "count_jobs": count_jobs,
         "roles": json.dumps(list(role_ids)),
         "d0": day.start,
         "d1": day.end,

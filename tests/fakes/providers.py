@@ -471,9 +471,31 @@ APIXO_T2I_RATIOS = {"1:1", "3:4", "4:3", "9:16", "16:9"}
 APIXO_I2I_RATIOS = APIXO_T2I_RATIOS | {"2:3", "3:2", "21:9"}
 
 
+@dataclass(frozen=True)
+class FetchedInput:
+    """One input image a fake provider downloaded itself, as the real services do."""
+
+    url: str
+    status: int
+    content_type: str
+    data: bytes
+
+
+async def fetch_input(url: str) -> FetchedInput:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return FetchedInput(url, response.status, response.content_type, await response.read())
+
+
 class FakeApixo(FakeProviderServer):
     api_prefix = "/api/v1"
     default_fail_code = "PromptInvalid"
+
+    def __init__(self, *, fetch_inputs: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # On: every image_urls entry is downloaded at submit (into `fetched_inputs`) and
+        # an image that cannot be is refused with a 400, like an unreachable URL.
+        self.fetch_inputs = fetch_inputs
+        self.fetched_inputs: list[FetchedInput] = []
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post(
@@ -520,6 +542,12 @@ class FakeApixo(FakeProviderServer):
         urls = task_input.get("image_urls")
         if mode == "image-to-image" and (not isinstance(urls, list) or not 1 <= len(urls) <= 3):
             return self._bad("image_urls must contain 1-3 image URLs for image-to-image")
+        if self.fetch_inputs and isinstance(urls, list):
+            for url in urls:
+                fetched = await fetch_input(str(url))
+                self.fetched_inputs.append(fetched)
+                if fetched.status != 200:
+                    return self._bad(f"image_urls: {url} could not be downloaded")
         task = self._add_task(
             FakeTask(
                 id=f"task_{uuid.uuid4().hex[:8]}",

@@ -315,6 +315,9 @@ async def running_world(
     rt.jobs = store  # type: ignore[assignment]
     rt.engine.store = store  # type: ignore[assignment]
     rt.quotas = Counting(rt.quotas, store_busy)  # type: ignore[assignment]
+    # Input downloads too: the HTTP counter sees a request only until its headers
+    # arrive, and a large image's body takes longer than a settle's calm.
+    rt.downloader = Counting(rt.downloader, store_busy)  # type: ignore[assignment]
     connect: asyncio.Task[None] | None = None
     with endpoints(fake.api_base, fake.gateway_url):
         bot = WanBot(rt, guild_ready_timeout=0.05)  # type: ignore[arg-type]

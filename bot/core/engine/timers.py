@@ -51,7 +51,11 @@ class TimerHeap:
         return entry[0] if entry else None
 
     def cancel(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry[0] == self._armed_for:
+            # The driver sleeps towards this one: re-arm it for the next, so no sleeper
+            # is left on the clock for a timer that no longer exists.
+            self._wake()
 
     def _wake(self) -> None:
         if self._waker is not None and not self._waker.done():

@@ -60,20 +60,25 @@ class _Unreachable:
 @dataclass(frozen=True)
 class ImageSource:
     """One input image: a URL the provider could fetch (with the platform's metadata when
-    known), or bytes from a local file. Build with `from_url` or `from_bytes`."""
+    known), or bytes from a local file. Build with `from_url` or `from_bytes`. A
+    `private` URL (a Slack file) is fetched with the bot's credentials and always
+    hosted anew for the provider, which could not fetch it."""
 
     url: str | None = None
     data: bytes | None = None
     meta: ImageMeta | None = None
     filename: str | None = None
+    private: bool = False
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.data is None):
             raise ValueError("an ImageSource has either a url or data")
 
     @classmethod
-    def from_url(cls, url: str, meta: ImageMeta | None = None) -> ImageSource:
-        return cls(url=url, meta=meta, filename=meta.filename if meta else None)
+    def from_url(
+        cls, url: str, meta: ImageMeta | None = None, *, private: bool = False
+    ) -> ImageSource:
+        return cls(url=url, meta=meta, filename=meta.filename if meta else None, private=private)
 
     @classmethod
     def from_bytes(cls, data: bytes, filename: str | None = None) -> ImageSource:
@@ -187,7 +192,7 @@ async def _check_one(
 async def _ref(
     source: ImageSource, meta: ImageMeta, image: CheckedImage, host: ImageHost
 ) -> ImageRef:
-    if source.url is not None and not image.changed:
+    if source.url is not None and not image.changed and not source.private:
         return ImageRef(url=source.url, width=image.width, height=image.height)
     url = await host.host(image.data, image.content_type, _hosted_name(meta, image))
     return ImageRef(url=url, width=image.width, height=image.height)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bot.console.doctor import Check, fail, ok
+from bot.ops.doctor.checks import Check, fail, ok
 from storage.postgres.db import SCHEMA_TABLE, load_pg_migrations, redact_url
 from storage.postgres.ops import bot_holding
 

@@ -1,8 +1,10 @@
 """`wanbot doctor`: check the setup and say exactly what to fix.
 
 Checks settings, the output folder, the database, the provider key (a balance
-call) and, when configured, the Discord token and its intents. Each check
-prints OK, FAIL (with the fix) or SKIP. Secrets are never printed.
+call) and, when configured, the Discord token and its intents and the Slack tokens
+(bot/ops/doctor/slack.py; PostgreSQL: pg.py). Each check
+prints OK, FAIL (with the fix), WARN (works, but something will be refused; with the
+fix; the exit code stays 0) or SKIP. Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +27,7 @@ from bot.core.errors import ProviderError
 from bot.core.http import call_timeout, make_http_session
 from bot.core.ports import ImageProvider
 from bot.discord.portal import DISCORD_API, PORTAL, RESET_TOKEN, TOKEN_REJECTED
+from bot.ops.doctor.checks import Check, fail, ok, skip, warn
 from bot.runtime import build_settings_provider
 from bot.settings import ProviderName, Settings
 from storage.sqlite.backup import read_only_uri
@@ -36,30 +38,6 @@ from storage.sqlite.lock import current_holder
 GATEWAY_MESSAGE_CONTENT = 1 << 18
 GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
 _TIMEOUT_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "OK", "FAIL" or "SKIP"
-    detail: str
-    fix: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "FAIL"
-
-
-def ok(name: str, detail: str) -> Check:
-    return Check(name, "OK", detail)
-
-
-def fail(name: str, detail: str, fix: str) -> Check:
-    return Check(name, "FAIL", detail, fix)
-
-
-def skip(name: str, detail: str) -> Check:
-    return Check(name, "SKIP", detail)
 
 
 # --- settings and files ---------------------------------------------------
@@ -92,7 +70,33 @@ def check_settings(settings: Settings) -> list[Check]:
             )
         else:
             checks.append(ok("callbacks", f"providers will call {url}"))
+    if provider is ProviderName.APIXO:
+        checks.append(check_media(settings))
     return checks
+
+
+def check_media(settings: Settings) -> Check:
+    """APIXO fetches input images from public URLs only: files and Slack images need the
+    bot to serve them (bot/media.py), which needs a public address."""
+    reach = f"{settings.callback_host}:{settings.callback_port}"
+    base = settings.media_base_url()
+    if base is None:
+        return warn(
+            "media",
+            "apixo only fetches input images from public URLs and no public address is "
+            "set, so images from local files and Slack are refused (nothing charged); "
+            "links and Discord attachments still work",
+            f"set MEDIA_PUBLIC_URL to the public https address that reaches {reach} "
+            "(CALLBACK_HOST:CALLBACK_PORT) and make that port reachable from the internet",
+        )
+    if not base.startswith("https://"):
+        return warn(
+            "media",
+            f"input images are served at {base}/media/... over plain http; "
+            "apixo may refuse to fetch them",
+            f"put an https address that reaches {reach} in MEDIA_PUBLIC_URL",
+        )
+    return ok("media", f"input images for apixo are served at {base}/media/... (from {reach})")
 
 
 async def check_output_dir(folder: Path) -> Check:
@@ -358,7 +362,7 @@ async def doctor(settings: Settings, out: TextIO, build_provider: ProviderFactor
     report(*check_settings(settings))
     report(await check_output_dir(settings.output_dir))
     if settings.database_url is not None:
-        from bot.console.doctor_pg import check_postgres
+        from bot.ops.doctor.pg import check_postgres
 
         report(await check_postgres(settings.database_url.get_secret_value()))
     else:
@@ -369,10 +373,18 @@ async def doctor(settings: Settings, out: TextIO, build_provider: ProviderFactor
         else:
             report(await check_provider(settings, await build_provider(settings, session)))
         report(*await check_discord(settings, session))
+        if settings.slack_bot_token is not None or settings.slack_app_token is not None:
+            from bot.ops.doctor.slack import check_slack
+
+            report(*await check_slack(settings, session))
     failed = sum(check.failed for check in checks)
     if failed:
         out.write(f"{failed} check{'s' if failed != 1 else ''} failed.\n")
         return 1
+    warned = sum(check.status == "WARN" for check in checks)
+    if warned:
+        out.write(f"All checks passed ({warned} warning{'s' if warned != 1 else ''}).\n")
+        return 0
     out.write("All checks passed.\n")
     return 0
 
