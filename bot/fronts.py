@@ -40,6 +40,7 @@ class SlackFrontEnd:
             clock=rt.clock,
         )
         rt.health.watch_frontend("slack", self.bot.connected)
+        rt.alert_sinks.add(self.bot.alerts)
 
     async def start(self) -> None:
         try:

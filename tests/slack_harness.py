@@ -180,6 +180,7 @@ async def running_slack(
             settings, rt.chat, http=session, provider=rt.provider, media=rt.media, clock=clock
         )
         count_calls(bot.client, busy)
+        rt.alert_sinks.add(bot.alerts)  # as bot/fronts.py wires it
         try:
             await rt.start()
             await bot.connect()

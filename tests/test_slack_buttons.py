@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bot.chat.wording import delete_not_allowed
+from bot.chat.wording import ADMINS_TOLD, delete_not_allowed
 from bot.core.clock import FakeClock
 from bot.core.models import (
     FailureCategory,
@@ -339,3 +339,36 @@ async def test_a_crash_between_the_upload_and_the_buttons_posts_only_the_buttons
     ]
     assert len(cards) == 1 and done.delivery["slack_result_ts"] == cards[0]["ts"]
     assert {"wan_edit_1", "wan_edit_2"} <= set(action_ids(cards[0]))
+
+
+async def test_billing_trouble_is_told_in_the_workspaces_alerts_channel(
+    slack: FakeSlack, clock: FakeClock, tmp_path: Path, general: SlackChannel, member: SlackUser
+) -> None:
+    def no_balance(request: GenerationRequest) -> ProviderFailure | None:
+        return ProviderFailure(
+            code="insufficient_quota", message="no balance", category=FailureCategory.CONFIG
+        )
+
+    boss = slack.add_user("boss", admin=True)
+    general.members.add(boss.id)
+    ops = slack.add_channel("ops")
+    async with running_slack(tmp_path, clock, slack, failure_hook=no_balance) as run:
+        # A member may not choose where alerts go; the workspace owner may.
+        await slack.acked(
+            await slack.slash_command(member, general, "/wanbot", f"config alerts <#{ops.id}|ops>")
+        )
+        await slack.acked(
+            await slack.slash_command(boss, general, "/wanbot", f"config alerts <#{ops.id}|ops>")
+        )
+        await run.drive(lambda: ephemerals_to(slack, boss))
+        assert f"<#{ops.id}>" in ephemerals_to(slack, boss)[0]
+        assert "Only admins" in ephemerals_to(slack, member)[0]
+        await slack.acked(await slack.slash_command(member, general, "/imagine", "a kite"))
+        [job] = await run.drive_jobs(member.id, 1)
+        job = await run.drive_done(job.id)
+        assert job.state is JobState.FAILED and job.delivered == 0
+        await run.drive(lambda: slack.bot_messages(ops.id))
+        [alert] = slack.bot_messages(ops.id)
+        assert "insufficient_quota" in alert["text"] and "billing" in alert["text"]
+        status = slack.world.messages[(general.id, job.delivery["slack_status_ts"])]
+        assert ADMINS_TOLD in str(status)  # said only because a person was told

@@ -125,9 +125,12 @@ class Admin:
         await self._change(conv, admin_exempt=enabled)
         return wording.exempt_set(enabled)
 
-    async def set_alerts(self, conv: Conversation, channel_id: str | None) -> str:
+    async def set_alerts(
+        self, conv: Conversation, channel_id: str | None, *, fallback: str | None = None
+    ) -> str:
+        """`fallback`: where alerts go without a channel on this platform."""
         await self._change(conv, alerts_channel_id=channel_id)
-        place = conv.style.channel(channel_id) if channel_id else None
+        place = conv.style.channel(channel_id) if channel_id else fallback
         return wording.alerts_set(wording.alerts_place(place))
 
     async def change_channels(self, conv: Conversation, action: str, channel_id: str | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -183,12 +184,19 @@ def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
         )
         await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
 
-    @app.view(modals.EDIT_MODAL)
-    async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    async def prompt_submitted(
+        ack: Any,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        images: int,
+        work: Callable[[Any, str], Awaitable[Any]],
+        name: str,
+    ) -> None:
+        """A prompt form (edit an image): its instant checks answer in the form; the
+        work runs after the acknowledgement."""
         meta = modals.metadata(view)
-        prompt = modals.value(view, "prompt")
-        ids = [str(i) for i in meta.get("f") or []]
-        problems = front.prompt_problems(prompt, len(ids))
+        prompt = modals.value(view, "prompt") or ""
+        problems = front.prompt_problems(prompt, images)
         if problems:
             await ack(response_action="errors", errors=problems)
             return
@@ -200,11 +208,17 @@ def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
                 team, str(body["user"]["id"]), str(meta.get("c")), thread_ts=meta.get("t")
             )
 
-        async def work(c: Any) -> None:
+        front.spawn(front.guarded(conv, lambda c: work(c, prompt)), name)
+
+    @app.view(modals.EDIT_MODAL)
+    async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ids = [str(i) for i in modals.metadata(view).get("f") or []]
+
+        async def work(c: Any, prompt: str) -> None:
             files = await front.files_by_id(ids)
             await front.start(c, prompt, None, None, 1, files)
 
-        front.spawn(front.guarded(conv, work), "slack-edit")
+        await prompt_submitted(ack, body, view, len(ids), work, "slack-edit")
 
     # ---------------------------------------------------------------- buttons
     @app.action(re.compile(f"^{ACTION_PREFIX}"))
@@ -244,22 +258,10 @@ def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
     @app.view(modals.EDIT_RESULT_MODAL)
     async def edit_result_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = modals.metadata(view)
-        prompt = modals.value(view, "prompt")
-        problems = front.prompt_problems(prompt, 1)
-        if problems:
-            await ack(response_action="errors", errors=problems)
-            return
-        await ack()
-        team = str((body.get("team") or {}).get("id") or view.get("team_id") or "")
 
-        async def conv() -> Any:
-            return await front.conversation(
-                team, str(body["user"]["id"]), str(meta.get("c")), thread_ts=meta.get("t")
-            )
+        async def work(c: Any, prompt: str) -> None:
+            await front.edit_result(c, str(meta.get("j")), int(meta.get("i") or 0), prompt)
 
-        async def work(c: Any) -> None:
-            await front.edit_result(c, str(meta.get("j")), int(meta.get("i") or 0), prompt or "")
-
-        front.spawn(front.guarded(conv, work), "slack-edit-result")
+        await prompt_submitted(ack, body, view, 1, work, "slack-edit-result")
 
     return app

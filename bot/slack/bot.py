@@ -27,6 +27,7 @@ from bot.core.tasks import TaskGroup
 from bot.media import MediaHost
 from bot.settings import Settings
 from bot.slack.admins import SlackAdmins
+from bot.slack.alerts import SlackAlerts
 from bot.slack.app import build_app
 from bot.slack.files import SlackFiles
 from bot.slack.front import SlackFront
@@ -89,6 +90,8 @@ class SlackBot:
             tasks,
         )
         self.app = build_app(self.front, self.client)
+        # Admin alerts about this workspace: its alerts channel, else the listed admins.
+        self.alerts = SlackAlerts(self.client, chat.configs, settings.slack_admin_user_ids)
         self._handler: AsyncSocketModeHandler | None = None
 
     async def connect(self) -> None:

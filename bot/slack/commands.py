@@ -12,8 +12,10 @@ USAGE = (
     "usage: `/wanbot usage [@user]` · `/wanbot jobs` · `/wanbot show JOB_ID` · "
     "`/wanbot cancel JOB_ID` · `/wanbot quota set|clear|grant|block|unblock|default|budget|"
     "report ...` · `/wanbot config [normalize on|off | exempt on|off | "
-    "channels add|remove #channel | channels clear]` · `/wanbot help`"
+    "channels add|remove #channel | channels clear | alerts #channel|off]` · "
+    "`/wanbot help`"
 )
+ALERTS_FALLBACK = "the admins listed in SLACK_ADMIN_USER_IDS, by direct message"
 _SWITCH = {"on": True, "off": False, "yes": True, "no": False, "true": True, "false": False}
 
 
@@ -84,6 +86,11 @@ async def _config(chat: ChatService, conv: SlackConversation, args: list[str]) -
         if what == "normalize":
             return await admin.set_normalization(conv, _SWITCH[rest[0]])
         return await admin.set_exempt(conv, _SWITCH[rest[0]])
+    if what == "alerts":
+        if not rest or (rest[0] != "off" and not args[1].startswith("C")):
+            raise CommandError("`/wanbot config alerts #channel` or `off`")
+        channel = None if rest[0] == "off" else args[1]
+        return await admin.set_alerts(conv, channel, fallback=ALERTS_FALLBACK)
     if what == "channels":
         if not rest or rest[0] not in ("add", "remove", "clear"):
             raise CommandError("`/wanbot config channels add|remove #channel` or `clear`")

@@ -16,6 +16,7 @@ from tests.fakes.slack.world import (
     BOT_USER_ID,
     TEAM_DOMAIN,
     TEAM_ID,
+    SlackChannel,
     SlackFile,
     Trigger,
     World,
@@ -73,6 +74,11 @@ class WebApiMixin:
         channel = call.args.get(key)
         if not channel:
             raise SlackError("channel_not_found")
+        if channel not in self.world.channels and channel in self.world.users:
+            # A user id: Slack posts to the app's direct messages with that user.
+            self.world.channels[str(channel)] = SlackChannel(
+                id=str(channel), name=f"dm-{channel}", members={str(channel), BOT_USER_ID}
+            )
         if channel not in self.world.channels:
             raise SlackError("channel_not_found")
         return str(channel)
