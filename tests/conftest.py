@@ -10,8 +10,17 @@ import aiohttp
 import pytest
 
 from bot.core.clock import FakeClock
+from bot.core.engine import JobEngine
 from bot.core.http import make_http_session
 from storage.sqlite.db import Database
+from tests.engine_doubles import (
+    RecordingPort,
+    Script,
+    ScriptedProvider,
+    TrackedStore,
+    make_engine,
+    make_store,
+)
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.pg import pg_cluster, pg_empty_url, pg_url  # noqa: F401 (fixtures)
@@ -89,3 +98,32 @@ def alice(fake: FakeDiscord) -> FakeUser:
 @pytest.fixture
 def bob(fake: FakeDiscord) -> FakeUser:
     return fake.add_user("bob")
+
+
+# --- the engine over the real SQLite store, a scripted provider and a recording port
+# (test modules may define their own fixtures of these names instead)
+
+
+@pytest.fixture
+def store(db: Database, clock: FakeClock) -> TrackedStore:
+    return make_store(db, clock)
+
+
+@pytest.fixture
+def provider(clock: FakeClock) -> ScriptedProvider:
+    return ScriptedProvider(clock, Script(duration=30.0))
+
+
+@pytest.fixture
+def port() -> RecordingPort:
+    return RecordingPort()
+
+
+@pytest.fixture
+async def engine(
+    store: TrackedStore, provider: ScriptedProvider, clock: FakeClock, port: RecordingPort
+) -> AsyncIterator[JobEngine]:
+    engine = make_engine(store, provider, clock, port)
+    await engine.start()
+    yield engine
+    await engine.close()

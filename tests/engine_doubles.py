@@ -319,6 +319,32 @@ class RecordingPort:
         return [(u, t) for jid, u, t in self.updates if jid == job_id]
 
 
+class PostThenHang:
+    """Wraps a delivery port so it posts the results and then hangs, as if the process
+    died before the engine could record the delivery; `crash()` cancels the hung tasks
+    (no grace period, as after a SIGKILL)."""
+
+    def __init__(self, port: Any) -> None:
+        self._real = port.deliver
+        self.posted = asyncio.Event()
+        self.jobs: list[str] = []
+        self._hung: list[asyncio.Task[Any]] = []
+        port.deliver = self.deliver
+
+    async def deliver(self, job: Job, images: list[ResultImage], failed: int) -> Any:
+        await self._real(job, images, failed)
+        self.jobs.append(job.id)
+        self.posted.set()
+        task = asyncio.current_task()
+        assert task is not None
+        self._hung.append(task)
+        await asyncio.Event().wait()
+
+    def crash(self) -> None:
+        for task in self._hung:
+            task.cancel()
+
+
 # --- wiring ----------------------------------------------------------------------------
 
 

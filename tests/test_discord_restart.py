@@ -3,15 +3,15 @@ channel (the old interaction token is gone), and buttons keep working."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.core.clock import FakeClock
-from bot.core.models import Job, JobState
+from bot.core.models import JobState
 from bot.core.providers.mock import MockProvider
+from tests.engine_doubles import PostThenHang
 from tests.fakes.discord import FakeDiscord, FakeUser
 from tests.fakes.discord.harness import running_bot
 
@@ -64,28 +64,13 @@ async def test_a_crash_after_posting_does_not_post_twice(
     db = tmp_path / "wanbot.sqlite3"
     async with running_bot(fake, db, clock) as first:
         keep_results_downloadable(first.mock)
-        port = first.bot.delivery
-        real_deliver = port.deliver
-        posted = asyncio.Event()
-        hung: list[asyncio.Task[Any]] = []
-
-        async def deliver_then_hang(job: Job, images: list[Any], notes: list[str]) -> Any:
-            await real_deliver(job, images, notes)
-            posted.set()
-            task = asyncio.current_task()
-            assert task is not None
-            hung.append(task)
-            await asyncio.Event().wait()  # the process dies before recording it
-
-        first.rt.engine.register_delivery("discord", port)
-        port.deliver = deliver_then_hang  # type: ignore[method-assign]
+        hang = PostThenHang(first.bot.delivery)  # the process dies before recording it
         await fake.slash("imagine", alice, {"prompt": "a tower", "count": 2})
-        await first.drive(lambda: posted.is_set())
+        await first.drive(lambda: hang.posted.is_set())
         job = await first.latest_job()
         assert job.state is JobState.DELIVERING
         mock = first.mock
-        for task in hung:  # the crash: gone without recording (no grace period to wait)
-            task.cancel()
+        hang.crash()  # gone without recording (no grace period to wait)
     assert len(fake.threads()) == 1
     await clock.advance(downtime)
     async with running_bot(fake, db, clock, mock=mock) as second:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -40,38 +39,11 @@ from tests.engine_doubles import (
     eventually,
     ledger,
     make_engine,
-    make_store,
     quiesce,
     request,
     requester,
     run_until_final,
 )
-
-
-@pytest.fixture
-def store(db: Database, clock: FakeClock) -> TrackedStore:
-    return make_store(db, clock)
-
-
-@pytest.fixture
-def provider(clock: FakeClock) -> ScriptedProvider:
-    return ScriptedProvider(clock, Script(duration=30.0))
-
-
-@pytest.fixture
-def port() -> RecordingPort:
-    return RecordingPort()
-
-
-@pytest.fixture
-async def engine(
-    store: TrackedStore, provider: ScriptedProvider, clock: FakeClock, port: RecordingPort
-) -> AsyncIterator[JobEngine]:
-    engine = make_engine(store, provider, clock, port)
-    await engine.start()
-    yield engine
-    await engine.close()
-
 
 # --- the whole flow ------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from bot.core.engine.settle import Settle
 from bot.core.errors import NotAllowed, NotFound
 from bot.core.metrics import NO_METRICS
 from bot.core.models import Job, JobState
-from storage.sqlite.db import Database
 from tests.engine_doubles import (
     RecordingPort,
     Script,
@@ -28,37 +26,11 @@ from tests.engine_doubles import (
     advance_until,
     eventually,
     make_engine,
-    make_store,
     quiesce,
     request,
     requester,
     run_until_final,
 )
-
-
-@pytest.fixture
-def store(db: Database, clock: FakeClock) -> TrackedStore:
-    return make_store(db, clock)
-
-
-@pytest.fixture
-def provider(clock: FakeClock) -> ScriptedProvider:
-    return ScriptedProvider(clock, Script(duration=30.0))
-
-
-@pytest.fixture
-def port() -> RecordingPort:
-    return RecordingPort()
-
-
-@pytest.fixture
-async def engine(
-    store: TrackedStore, provider: ScriptedProvider, clock: FakeClock, port: RecordingPort
-) -> AsyncIterator[JobEngine]:
-    engine = make_engine(store, provider, clock, port)
-    await engine.start()
-    yield engine
-    await engine.close()
 
 
 class CountingStore:

@@ -18,6 +18,7 @@ from bot.core.engine import EngineConfig, JobEngine
 from bot.core.models import GenerationRequest, Job, JobState, Requester
 from storage.sqlite.db import Database
 from tests.engine_doubles import (
+    PostThenHang,
     Script,
     ScriptedProvider,
     ledger,
@@ -35,22 +36,10 @@ from tests.reliability.world import World, running_world, world_settings
 async def post_then_crash(world: World, job_id_box: list[str]) -> None:
     """Results are posted, then the process dies before recording it (its delivery task
     is cancelled: no grace period, as after a SIGKILL)."""
-    port = world.bot.delivery
-    real_deliver = port.deliver
-    hung: list[asyncio.Task[Any]] = []
-
-    async def deliver_then_hang(job: Job, images: list[Any], notes: list[str]) -> Any:
-        await real_deliver(job, images, notes)
-        job_id_box.append(job.id)
-        task = asyncio.current_task()
-        assert task is not None
-        hung.append(task)
-        await asyncio.Event().wait()
-
-    port.deliver = deliver_then_hang  # type: ignore[method-assign]
-    await world.drive(lambda: bool(job_id_box))
-    for task in hung:
-        task.cancel()
+    hang = PostThenHang(world.bot.delivery)
+    await world.drive(lambda: bool(hang.jobs))
+    job_id_box.extend(hang.jobs)
+    hang.crash()
     await world.settle()
 
 

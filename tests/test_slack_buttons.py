@@ -19,6 +19,7 @@ from bot.core.models import (
     ProviderFailure,
     Space,
 )
+from tests.engine_doubles import PostThenHang
 from tests.fakes.slack import TEAM_ID, FakeSlack, SlackChannel, SlackUser
 from tests.image_corpus import solid
 from tests.slack_harness import (  # noqa: F401 (fixtures)
@@ -169,27 +170,13 @@ async def test_a_crash_after_uploading_does_not_post_twice(
     slack: FakeSlack, clock: FakeClock, tmp_path: Path, general: SlackChannel, member: SlackUser
 ) -> None:
     async with running_slack(tmp_path, clock, slack) as first:
-        port = first.bot.delivery
-        real_deliver = port.deliver
-        posted = asyncio.Event()
-        hung: list[asyncio.Task[Any]] = []
-
-        async def deliver_then_hang(job: Job, images: list[Any], notes: list[str]) -> Any:
-            await real_deliver(job, images, notes)
-            posted.set()
-            task = asyncio.current_task()
-            assert task is not None
-            hung.append(task)
-            await asyncio.Event().wait()  # the process dies before recording it
-
-        port.deliver = deliver_then_hang  # type: ignore[method-assign]
+        hang = PostThenHang(first.bot.delivery)  # the process dies before recording it
         await slack.acked(await slack.slash_command(member, general, "/imagine", "a tower -n 2"))
-        await first.drive(lambda: posted.is_set())
+        await first.drive(lambda: hang.posted.is_set())
         [job] = await first.jobs_of(member.id)
         assert job.state is JobState.DELIVERING
         mock = first.mock
-        for task in hung:
-            task.cancel()
+        hang.crash()
     uploads = len(slack.calls_of("files.completeUploadExternal"))
     async with running_slack(tmp_path, clock, slack, mock=mock) as second:
         done = await second.drive_done(job.id)

@@ -28,7 +28,11 @@ _DISCORD_HINT = (
 )
 _KEY_HINT = "  - Real images: set APIXO_API_KEY, EVOLINK_API_KEY or DASHSCOPE_API_KEY in .env."
 _DOCTOR_HINT = "  - `wanbot doctor` checks the whole setup and says what to fix."
-_HOW_TO_CONFIGURE = "\n".join((_DISCORD_HINT, _KEY_HINT, _DOCTOR_HINT))
+_SLACK_HINT = (
+    "  - Slack: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (docs/slack.md); both front ends "
+    "can run at once."
+)
+_HOW_TO_CONFIGURE = "\n".join((_DISCORD_HINT, _SLACK_HINT, _KEY_HINT, _DOCTOR_HINT))
 
 
 def no_terminal_text() -> str:
@@ -57,7 +61,7 @@ def banner(settings: Settings) -> str:
     lines.append("  To go further:")
     if provider is ProviderName.MOCK:
         lines.append(_KEY_HINT)
-    lines += [_DISCORD_HINT, _DOCTOR_HINT]
+    lines += [_DISCORD_HINT, _SLACK_HINT, _DOCTOR_HINT]
     return "\n".join(lines) + "\n"
 
 
