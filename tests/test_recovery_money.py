@@ -21,6 +21,7 @@ from tests.engine_doubles import (
     PostThenHang,
     Script,
     ScriptedProvider,
+    eventually,
     ledger,
     make_store,
     png_bytes,
@@ -166,6 +167,9 @@ async def test_a_console_job_recovered_in_delivering_keeps_the_files_it_saved(
     engine.register_delivery("console", port)
     await engine.start()
     try:
+        # The look is real work on a thread: let it finish before fake time moves on
+        # (a jump past the delivery timeout would fail the job in a way no real run does).
+        await eventually(lambda: bool(lines), timeout=10, what="the saved files found")
         final = await run_until_final(clock, store, job.id)
     finally:
         await engine.close()
