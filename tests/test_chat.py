@@ -15,7 +15,7 @@ from bot.chat.delivery import ChatDelivery
 from bot.chat.service import ChatService
 from bot.chat.starting import ChatDeps
 from bot.chat.style import PlainStyle
-from bot.chat.surface import Posted
+from bot.chat.surface import DeliveryProblem, Posted
 from bot.chat.throttle import CHAT, TERMINAL, ProgressThrottle, Tuning
 from bot.core.clock import FakeClock
 from bot.core.engine import JobEngine
@@ -57,6 +57,7 @@ class RecordingSurface:
     tuning: Tuning = CHAT
     events: list[tuple[str, str, Any]] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    refuse_posts: int = 0  # the next posts fail (a platform refusing an upload)
 
     async def show_status(self, job: Job, card: Card) -> None:
         self.events.append(("status", job.id, card))
@@ -68,6 +69,9 @@ class RecordingSurface:
         self, job: Job, images: list[ResultImage], card: Card, *, look_first: bool
     ) -> Posted:
         self.events.append(("results", job.id, (card, look_first, dict(job.delivery))))
+        if self.refuse_posts:
+            self.refuse_posts -= 1
+            raise DeliveryProblem(UserError(kind=ErrorKind.INTERNAL, code="lost", job_id=job.id))
         return Posted(images=len(images), ref={"result_ids": [f"r-{job.id}"]})
 
     async def find_posted(self, job: Job) -> Posted | None:
@@ -336,3 +340,16 @@ async def test_a_card_that_cannot_be_posted_leaves_a_running_job_and_says_so(
     final = await world.final(job.id)
     assert final.state is JobState.DONE and final.delivered == 1  # nothing waited for a card
     assert world.surface.kinds(job.id)[-2:] == ["results", "done"]
+
+
+async def test_a_retried_post_still_goes_where_the_card_is(world: World) -> None:
+    # The first post fails; the engine tries again with the job it read before the
+    # card's reference was stored: the retry must still know the card (and look first).
+    world.surface.refuse_posts = 1
+    conv = Conv(world.surface)
+    job = await world.service.starter.start(conv, world.service.check("a cat"))
+    final = await world.final(job.id)
+    assert final.state is JobState.DONE and final.delivery["status_id"] == "s1"
+    posts = [e[2] for e in world.surface.events if e[0] == "results"]
+    assert [p[2].get("status_id") for p in posts] == ["s1", "s1"]
+    assert [p[1] for p in posts] == [False, True]  # the retry looks for an earlier post

@@ -189,12 +189,6 @@ def failure_card(request: GenerationRequest, error: UserError, style: Style) -> 
     return card
 
 
-def refusal_card(request: GenerationRequest, text: str) -> Card:
-    """A request refused before it became a job."""
-    card = Card(title=wording.REFUSED_TITLE, text=text, tone=Tone.ERROR)
-    return card.field("Prompt", wording.clip(request.prompt, 1000), inline=False)
-
-
 def _duration(start: float | None, end: float | None) -> str:
     return "—" if start is None or end is None else f"{end - start:.1f} s"
 

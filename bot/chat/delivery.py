@@ -104,11 +104,11 @@ class ChatDelivery:
             job = job.model_copy(update={"delivery": {**job.delivery, **ref}})
         return job
 
-    def _done_with(self, job_id: str) -> dict[str, Any]:
+    def _done_with(self, job_id: str) -> None:
+        """Past progress (a delivery retried after a failure keeps the card's ref)."""
         self._throttle.forget(job_id)
         _remember(self._finished, job_id)
         self._fresh.pop(job_id, None)
-        return self._refs.pop(job_id, {})
 
     # ------------------------------------------------------------------ progress
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
@@ -138,9 +138,11 @@ class ChatDelivery:
     async def deliver(self, job: Job, images: list[ResultImage], failed: int) -> dict[str, Any]:
         job = await self._with_card(job)
         fresh = job.id in self._fresh
-        ref = self._done_with(job.id)
+        self._done_with(job.id)
+        ref = self._refs.get(job.id, {})
         if (posted_before := self._posted.pop(job.id, None)) is not None:
             self._problems.pop(job.id, None)
+            self._refs.pop(job.id, None)
             return posted_before  # the images are up: only the status edit was cut off
         notes = ChatMeta.of(job).notes
         if failed:
@@ -165,6 +167,7 @@ class ChatDelivery:
         self._posted[job.id] = result
         await self._show_done(job, posted)
         del self._posted[job.id]
+        self._refs.pop(job.id, None)
         return result
 
     async def find_posted(self, job: Job) -> PostedResults | None:
@@ -173,6 +176,7 @@ class ChatDelivery:
         if posted is None:
             return None
         self._done_with(job.id)
+        self._refs.pop(job.id, None)
         log.info("job %s: results were posted before the restart", job.id)
         await self._show_done(job, posted)
         return PostedResults(images=posted.images, delivery=posted.ref)
@@ -189,6 +193,7 @@ class ChatDelivery:
     async def fail(self, job: Job, error: UserError) -> None:
         job = await self._with_card(job)
         self._done_with(job.id)
+        self._refs.pop(job.id, None)
         self._posted.pop(job.id, None)
         problem = self._problems.pop(job.id, None)
         if problem is not None and error.kind is ErrorKind.INTERNAL:

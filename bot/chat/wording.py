@@ -40,7 +40,6 @@ STATE_TITLES = {
     JobState.CANCELLED: "🚫 Cancelled",
 }
 STARTING_TITLE = "🚀 Starting"  # queued, but no other job is ahead: no wait for a slot
-REFUSED_TITLE = "❌ Not started"
 
 
 def plural(count: int, noun: str) -> str:
@@ -313,14 +312,6 @@ def retry_done(job_id: str, new_job_id: str | None, style: Style) -> str:
 
 def delete_not_allowed() -> str:
     return "Only the person who asked for these images or an admin can delete them."
-
-
-def results_line(count: int) -> str:
-    return plural(count, "image")
-
-
-def notes_text(notes: Sequence[str]) -> str:
-    return "\n".join(notes)
 
 
 # -------------------------------------------------------------------- admins

@@ -8,7 +8,7 @@ per-message state: the bot registers the class once in `setup_hook`.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -21,7 +21,6 @@ CUSTOM_ID = re.compile(
     r"wanbot:(?P<action>reroll|edit|delete|info|retry):(?P<job>[0-9a-z]{10})"
     r"(?::(?P<index>\d{1,2}))?"
 )
-MAX_BUTTONS_PER_ROW = 5
 
 
 def custom_id(action: str, job_id: str, index: int | None = None) -> str:
@@ -76,26 +75,6 @@ _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "info": ("Info", discord.ButtonStyle.secondary, "ℹ️"),
     "retry": ("Try again", discord.ButtonStyle.primary, "🔄"),
 }
-
-
-def result_view(job_id: str, indices: Sequence[int], *, deletable: bool = True) -> discord.ui.View:
-    """Reroll / Info / Delete on the first row, one Edit per image below."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(ResultButton("reroll", job_id, row=0))
-    view.add_item(ResultButton("info", job_id, row=0))
-    if deletable:
-        view.add_item(ResultButton("delete", job_id, row=0))
-    for position, index in enumerate(indices[: MAX_BUTTONS_PER_ROW * 3]):
-        view.add_item(ResultButton("edit", job_id, index, row=1 + position // MAX_BUTTONS_PER_ROW))
-    return view
-
-
-def retry_view(job_id: str) -> discord.ui.View:
-    """Try again, on a failure card whose request was not resent (issue 13, rule 1): a
-    new job starts only when its requester clicks."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(ResultButton("retry", job_id, row=0))
-    return view
 
 
 OnPrompt = Callable[[discord.Interaction, str], Awaitable[None]]
