@@ -153,6 +153,15 @@ async def test_wanbot_usage_and_an_admins_quota(
     assert "limit" in ephemerals_to(slack, member)[2].lower()
     assert await run.jobs_of(member.id) == []
 
+    # The report: numbers privately, and its chart by direct message (an ephemeral
+    # answer cannot carry a file), to the admin who asked only.
+    await slack.acked(await slack.slash_command(boss, general, "/wanbot", "quota report"))
+    await run.drive(lambda: slack.world.files_in("D" + boss.id[1:]))
+    assert "Image usage here" in ephemerals_to(slack, boss)[-1]
+    [chart] = slack.world.files_in("D" + boss.id[1:])
+    assert chart.name == "spend.png" and chart.data.startswith(b"\x89PNG")
+    assert not [f for f in slack.world.files_in(general.id) if f.name == "spend.png"]
+
 
 async def test_fifty_commands_at_once_are_all_acked_in_time(
     run: SlackRun, slack: FakeSlack, general: SlackChannel, member: SlackUser

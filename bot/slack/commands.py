@@ -42,13 +42,14 @@ async def run_wanbot(front: SlackFront, conv: SlackConversation, text: str) -> C
             return await chat.actions.show(conv, args[0])
         return await chat.actions.cancel(conv, args[0])
     if name == "quota":
-        return await _quota(chat, conv, text)
+        return await _quota(front, conv, text)
     if name == "config":
         return await _config(chat, conv, args)
     raise CommandError(f"unknown command {name!r}. {USAGE}")
 
 
-async def _quota(chat: ChatService, conv: SlackConversation, text: str) -> Card_or_None:
+async def _quota(front: SlackFront, conv: SlackConversation, text: str) -> Card_or_None:
+    chat = front.chat
     chat.admin.require_admin(conv)  # before saying anything about the arguments
     command = parse_quota(tokenize(plain_ids(text))[1:])
     admin = chat.admin
@@ -71,7 +72,8 @@ async def _quota(chat: ChatService, conv: SlackConversation, text: str) -> Card_
         return await admin.set_default(conv, command.amount, command.period)
     if action == "budget":
         return await admin.set_budget(conv, command.amount)
-    card, _ = await admin.report(conv)
+    card, report = await admin.report(conv)
+    front.send_chart(conv.user_id, report)  # by direct message: ephemerals carry no files
     return card
 
 

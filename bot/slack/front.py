@@ -26,9 +26,11 @@ from bot.chat.service import ChatService
 from bot.chat.wording import refusal
 from bot.core.clock import Clock
 from bot.core.errors import NotAllowed, WanbotError
-from bot.core.models import Job, Space
+from bot.core.models import Job, ServerReport, Space
 from bot.core.tasks import TaskGroup
 from bot.core.validation import check_options
+from bot.reports.chart import FILENAME as CHART_FILENAME
+from bot.reports.chart import spend_chart
 from bot.slack import modals
 from bot.slack.admins import SlackAdmins
 from bot.slack.conversation import Respond, SlackConversation
@@ -247,6 +249,26 @@ class SlackFront:
         )
         messages = response.get("messages") or []
         return image_files(messages[0].get("files")) if messages else []
+
+    def send_chart(self, user_id: str, report: ServerReport) -> None:
+        """The spend chart of `/wanbot quota report`, to the admin by direct message
+        (an ephemeral answer cannot carry a file); drawn on the image pool."""
+        self.spawn(self._send_chart(user_id, report), "slack-chart")
+
+    async def _send_chart(self, user_id: str, report: ServerReport) -> None:
+        try:
+            deps = self.chat.deps
+            png = await spend_chart(report, now=deps.clock.now(), executor=deps.image_executor)
+            opened = await self.client.conversations_open(users=user_id)
+            await self.client.files_upload_v2(
+                channel=opened["channel"]["id"],
+                file=png,
+                filename=CHART_FILENAME,
+                title="Image spend this month",
+                initial_comment="The chart of your `/wanbot quota report`.",
+            )
+        except Exception:  # the numbers were answered already; the picture is extra
+            log.warning("could not send the spend chart to %s", user_id, exc_info=True)
 
     async def files_by_id(self, file_ids: Sequence[str]) -> list[SlackFile]:
         """The files that still exist (a deleted one is left out)."""

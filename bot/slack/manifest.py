@@ -32,6 +32,7 @@ BOT_SCOPES = {
     "files:read": "reading the images users share with the bot",
     "files:write": "posting the generated images into the thread",
     "users:read": "telling workspace admins and owners apart (users.info)",
+    "im:write": "direct messages to admins: alerts, the /wanbot quota report chart",
     **{scope: f"receiving the {event} event" for event, scope in EVENT_SCOPES.items()},
 }
 

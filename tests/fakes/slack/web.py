@@ -43,6 +43,7 @@ class WebApiMixin:
             "chat.postEphemeral": self._post_ephemeral,
             "chat.delete": self._delete,
             "conversations.info": self._conversations_info,
+            "conversations.open": self._conversations_open,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
             "users.info": self._users_info,
@@ -70,15 +71,22 @@ class WebApiMixin:
 
     # -- helpers
 
-    def _channel(self, call: RecordedCall, key: str = "channel") -> str:
+    def _dm(self, user: str) -> str:
+        """The app's direct-message conversation with `user` (opened on first use)."""
+        dm_id = "D" + user[1:]
+        if dm_id not in self.world.channels:
+            self.world.channels[dm_id] = SlackChannel(
+                id=dm_id, name=f"dm-{user}", members={user, BOT_USER_ID}
+            )
+        return dm_id
+
+    def _channel(self, call: RecordedCall, key: str = "channel", *, user_ok: bool = False) -> str:
         channel = call.args.get(key)
         if not channel:
             raise SlackError("channel_not_found")
-        if channel not in self.world.channels and channel in self.world.users:
-            # A user id: Slack posts to the app's direct messages with that user.
-            self.world.channels[str(channel)] = SlackChannel(
-                id=str(channel), name=f"dm-{channel}", members={str(channel), BOT_USER_ID}
-            )
+        if user_ok and channel in self.world.users:
+            # chat.postMessage takes a user id: the app's direct messages with them.
+            channel = self._dm(str(channel))
         if channel not in self.world.channels:
             raise SlackError("channel_not_found")
         return str(channel)
@@ -128,8 +136,14 @@ class WebApiMixin:
             "is_enterprise_install": False,
         }
 
+    async def _conversations_open(self, call: RecordedCall) -> dict[str, Any]:
+        user = str(call.args.get("users") or "")
+        if user not in self.world.users:
+            raise SlackError("user_not_found")
+        return {"channel": {"id": self._dm(user)}}
+
     async def _post_message(self, call: RecordedCall) -> dict[str, Any]:
-        channel = self._channel(call)
+        channel = self._channel(call, user_ok=True)
         self._member(channel)
         root = call.args.get("thread_ts")
         if root and (channel, str(root)) not in self.world.messages:
