@@ -6,6 +6,7 @@ fake Slack, the real Runtime and the mock provider, one FakeClock."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,18 +238,23 @@ async def test_reroll_of_an_image_job_reads_the_slack_files_again(
     assert len([f for f in slack.fetches if photo.id in f.path]) == reads + 1
 
 
-async def test_try_again_starts_one_new_job_on_the_requesters_word(
-    slack: FakeSlack, clock: FakeClock, tmp_path: Path, general: SlackChannel, member: SlackUser
-) -> None:
+def lose_the_first_task() -> Callable[[GenerationRequest], ProviderFailure | None]:
+    """A provider hook: the first task vanishes (never resent; Try again is offered)."""
     failed_once: list[str] = []
 
-    def lose_the_first(request: GenerationRequest) -> ProviderFailure | None:
+    def lose(request: GenerationRequest) -> ProviderFailure | None:
         if failed_once:
             return None
         failed_once.append(request.prompt)
         return ProviderFailure(code="task_not_found", category=FailureCategory.GONE)
 
-    async with running_slack(tmp_path, clock, slack, failure_hook=lose_the_first) as run:
+    return lose
+
+
+async def test_try_again_starts_one_new_job_on_the_requesters_word(
+    slack: FakeSlack, clock: FakeClock, tmp_path: Path, general: SlackChannel, member: SlackUser
+) -> None:
+    async with running_slack(tmp_path, clock, slack, failure_hook=lose_the_first_task()) as run:
         await slack.acked(await slack.slash_command(member, general, "/imagine", "a kite"))
         [job] = await run.drive_jobs(member.id, 1)
         job = await run.drive_done(job.id)
@@ -274,15 +280,7 @@ async def test_try_again_on_an_image_job_fetches_the_users_file_again(
 ) -> None:
     # The provider got a hosted copy; a new try reads the user's own Slack file again
     # (the chat layer's one flow, through SlackSurface.input_sources), not the copy.
-    failed_once: list[str] = []
-
-    def lose_the_first(request: GenerationRequest) -> ProviderFailure | None:
-        if failed_once:
-            return None
-        failed_once.append(request.prompt)
-        return ProviderFailure(code="task_not_found", category=FailureCategory.GONE)
-
-    async with running_slack(tmp_path, clock, slack, failure_hook=lose_the_first) as run:
+    async with running_slack(tmp_path, clock, slack, failure_hook=lose_the_first_task()) as run:
         photo = slack.add_file(member, "cat.png", solid((640, 480)), size=(640, 480))
         mention, _ = await slack.mention(member, general, "make it snowy", files=[photo])
         await slack.acked(mention)
