@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, float]] = {
     "slack_ack": ("Slack command acknowledgement latency with 0/1,000 jobs in flight", 300),
     "scale": ("2,000 concurrent jobs: CPU per job, peak RSS, loop lag", 360),
     "bigimages": ("real sizes: 4 x 2-5 MB results, 1-10 MB inputs, paced transfers", 600),
+    "multiproc": ("jobs/min and delivery lag: 1-3 processes on PostgreSQL vs 1 on SQLite", 900),
 }
 
 

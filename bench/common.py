@@ -255,6 +255,10 @@ class GcPauses:
     def count(self, generation: int) -> int:
         return sum(1 for g, _ in self.pauses if g == generation)
 
+    def total(self) -> float:
+        """Seconds spent in collections of every generation."""
+        return sum(s for _, s in self.pauses)
+
 
 # --- the machine -------------------------------------------------------------------------
 

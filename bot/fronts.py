@@ -38,6 +38,7 @@ class SlackFrontEnd:
             provider=rt.provider,
             media=rt.media,
             clock=rt.clock,
+            seen_events=rt.store.seen_events,
         )
         rt.health.watch_frontend("slack", self.bot.connected)
         rt.alert_sinks.add(self.bot.alerts)

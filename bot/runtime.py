@@ -25,7 +25,7 @@ from bot.callback_server import HttpServer
 from bot.chat.service import ChatService
 from bot.chat.starting import ChatDeps
 from bot.core.alerts import AlertThrottle, FanOut, LogAlerts
-from bot.core.clock import Clock, SystemClock
+from bot.core.clock import Clock
 from bot.core.download import SafeDownloader
 from bot.core.engine import EngineConfig, JobEngine
 from bot.core.http import make_http_session
@@ -38,7 +38,7 @@ from bot.media import MediaHost, build_media
 from bot.memory import Trimmer, tune_allocator
 from bot.ops.wiring import build_health, build_metrics, build_servers, prune_daily
 from bot.settings import ProviderName, Settings
-from storage.factory import build_store
+from storage.factory import build_store, default_clock
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Runtime:
         database_path: str | Path | None = None,
     ) -> None:
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or default_clock(settings, database_path)
         self.tasks = TaskGroup("runtime")
         # Pillow work (input repair, result re-encoding) gets its own small pool: on
         # the loop's default executor a burst of conversions would also hold up DNS
@@ -113,9 +113,10 @@ class Runtime:
         price = settings.price_per_image_usd
         if price is None:
             price = self.provider.capabilities.price_per_image_usd
-        # SQLite at DATABASE_PATH, or PostgreSQL when DATABASE_URL is set. One process per
-        # database: a second bot would resume (and pay for) the same stored jobs; the
-        # store takes that lock in open(), before anything is read or migrated.
+        # SQLite at DATABASE_PATH (one process per database: a second bot would resume,
+        # and pay for, the same stored jobs), or PostgreSQL when DATABASE_URL is set (any
+        # number of processes, sharing the jobs through leases). The store takes its
+        # lock in open(), before anything is read or migrated.
         self.store = build_store(
             settings,
             clock=self.clock,
@@ -135,6 +136,7 @@ class Runtime:
             clock=self.clock,
             config=engine_config(settings),
             metrics=self.metrics or NO_METRICS,
+            share=self.store.share,  # PostgreSQL: several processes share the jobs
         )
         # After a burst of deliveries, freed image memory goes back to the system.
         self.trimmer = Trimmer(self.image_executor)

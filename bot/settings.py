@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Only tests and self-hosted gateways change these.
     discord_api_base_url: str | None = None
     discord_gateway_url: str | None = None
+    # Sharding (docs/discord.md): unset, one gateway connection. SHARD_IDS: the shards
+    # this process runs (comma-separated); unset, all SHARD_COUNT of them.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None
 
     # Slack (Socket Mode): the bot token (xoxb-) and the app-level token (xapp-, scope
     # connections:write); both set starts the Slack front end. The API base URL only
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
     database_path: Path = Path("./data/wanbot.sqlite3")
     # postgresql://... selects PostgreSQL instead of SQLite. A secret: it may hold a password.
     database_url: SecretStr | None = None
+    # PostgreSQL with several bot processes: how long a process holds a job without
+    # renewing it before another process takes the job over (it renews every third).
+    lease_seconds: float = Field(default=30.0, ge=1)
     output_dir: Path = Path("./output")
 
     # Logging
@@ -175,12 +182,25 @@ class Settings(BaseSettings):
         "callback_public_url",
         "media_public_url",
         "metrics_port",
+        "shard_count",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:
+                return None
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("must be shard numbers separated by commas, like 0,2")
+            return [int(part) for part in parts]
         return value
 
     @field_validator("media_public_url")
@@ -236,7 +256,31 @@ class Settings(BaseSettings):
             found.append(
                 "CALLBACK_ENABLED=true needs CALLBACK_PUBLIC_URL (the https address providers call)"
             )
+        found += self._shard_problems()
         return found
+
+    def _shard_problems(self) -> list[str]:
+        ids = self.shard_ids
+        if ids is None:
+            return []
+        if self.shard_count is None:
+            return ["SHARD_IDS needs SHARD_COUNT (the total number of shards of the bot)"]
+        found: list[str] = []
+        outside = sorted({i for i in ids if i >= self.shard_count})
+        if outside:
+            found.append(
+                f"SHARD_IDS: {_shards(outside)} outside 0..{self.shard_count - 1} "
+                f"(SHARD_COUNT={self.shard_count})"
+            )
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            found.append(f"SHARD_IDS: {_shards(twice)} listed twice")
+        return found
+
+
+def _shards(ids: list[int]) -> str:
+    listed = ", ".join(map(str, ids))
+    return f"shard {listed} is" if len(ids) == 1 else f"shards {listed} are"
 
 
 class SettingsError(Exception):

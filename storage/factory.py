@@ -8,18 +8,22 @@ I/O; `await store.open()` connects and applies pending migrations.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.core.clock import Clock, SystemClock
-from bot.core.ports import JobStore, QuotaAdmin
+from bot.core.ports import IdentifyGate, JobStore, QuotaAdmin, SeenEvents, WorkShare
 from bot.core.quota import QuotaDefaults
 from storage.postgres import ops as pg_ops
+from storage.postgres.clock import DatabaseClock
 from storage.postgres.db import PgDatabase
+from storage.postgres.events import PostgresSeenEvents
 from storage.postgres.ops import PgProcessLock
 from storage.sqlite import health, prune
 from storage.sqlite.db import Database
+from storage.sqlite.events import SqliteSeenEvents
 from storage.sqlite.lock import ProcessLock
 
 if TYPE_CHECKING:
@@ -33,8 +37,20 @@ class Store:
     db: Database | PgDatabase
     jobs: JobStore
     quotas: QuotaAdmin
-    lock: ProcessLock | PgProcessLock  # one bot per database (until leases exist)
+    # SQLite: one bot per database. PostgreSQL: taken shared by every bot process
+    # (they share the jobs: `share`), exclusively by `wanbot db copy`.
+    lock: ProcessLock | PgProcessLock
     clock: Clock | None = None  # the store's clock, compared with PostgreSQL's at open
+    share: WorkShare | None = None  # PostgreSQL: the jobs shared with other processes
+
+    @functools.cached_property
+    def seen_events(self) -> SeenEvents:
+        """Platform events already handled (Slack's de-duplication across processes and
+        restarts), on this store's database."""
+        clock = self.clock or SystemClock()
+        if isinstance(self.db, PgDatabase):
+            return PostgresSeenEvents(self.db, clock)
+        return SqliteSeenEvents(self.db, clock)
 
     async def open(self, *, exclusive: bool = True) -> None:
         """Connect and migrate. `exclusive`: first take the one-bot-per-database lock
@@ -46,8 +62,11 @@ class Store:
         except BaseException:
             await self._release()
             raise
-        if isinstance(self.db, PgDatabase) and isinstance(self.clock, SystemClock):
-            await pg_ops.warn_on_clock_skew(self.db, self.clock)
+        if isinstance(self.db, PgDatabase):
+            if isinstance(self.clock, DatabaseClock):
+                await self.clock.sync(self.db)  # from here on, the server's time
+            elif isinstance(self.clock, SystemClock):
+                await pg_ops.warn_on_clock_skew(self.db, self.clock)
 
     async def close(self) -> None:
         try:
@@ -102,6 +121,14 @@ def open_database(
     return Database(database_path if database_path is not None else settings.database_path)
 
 
+def default_clock(settings: Settings, database_path: str | Path | None = None) -> Clock:
+    """PostgreSQL: the database server's clock, which every process sharing it stamps
+    leases, deadlines and quota periods with. SQLite: this host's."""
+    if database_path is None and database_url(settings) is not None:
+        return DatabaseClock()
+    return SystemClock()
+
+
 def build_store(
     settings: Settings,
     *,
@@ -114,6 +141,7 @@ def build_store(
     if isinstance(db, PgDatabase):
         from storage.postgres.jobs import PostgresJobStore
         from storage.postgres.quotas import PostgresQuotaAdmin
+        from storage.postgres.share import PgWorkShare
 
         return Store(
             "postgresql",
@@ -121,8 +149,9 @@ def build_store(
             db,
             PostgresJobStore(db, clock, defaults, price_per_image_usd),
             PostgresQuotaAdmin(db, clock, defaults, price_per_image_usd),
-            PgProcessLock(db.url, db.display),
+            PgProcessLock(db.url, db.display, shared=True),
             clock,
+            PgWorkShare(db, clock, lease_seconds=settings.lease_seconds),
         )
     from storage.sqlite.jobs import SqliteJobStore
     from storage.sqlite.quotas import SqliteQuotaAdmin
@@ -136,3 +165,15 @@ def build_store(
         ProcessLock(db.path),
         clock,
     )
+
+
+def build_identify_gate(store: Store, clock: Clock) -> IdentifyGate:
+    """Discord's IDENTIFY pacing: through the database when several processes may share
+    it (PostgreSQL), in memory for SQLite's one process."""
+    if isinstance(store.db, PgDatabase):
+        from storage.postgres.identify import PgIdentifyGate
+
+        return PgIdentifyGate(store.db, clock)
+    from storage.sqlite.identify import LocalIdentifyGate
+
+    return LocalIdentifyGate(clock)

@@ -19,6 +19,7 @@ import pytest
 
 from bot.core.clock import FakeClock
 from bot.core.models import Job
+from bot.core.ports import SeenEvents
 from bot.core.providers.mock import FailureHook, MockProvider
 from bot.runtime import Runtime
 from bot.slack.bot import SlackBot
@@ -162,9 +163,11 @@ async def running_slack(
     mock: MockProvider | None = None,
     latency: float = 5.0,
     failure_hook: FailureHook | None = None,
+    seen_events: SeenEvents | None = None,
     **overrides: Any,
 ) -> AsyncIterator[SlackRun]:
-    """`mock`: the previous run's provider, to keep its tasks across a restart."""
+    """`mock`: the previous run's provider, to keep its tasks across a restart.
+    `seen_events`: instead of the runtime's own (one shared by several runs)."""
     settings = settings_for_tests(
         tmp_path / "wanbot.sqlite3",
         slack_bot_token=BOT_TOKEN,
@@ -177,7 +180,13 @@ async def running_slack(
             settings, clock, session, latency=latency, mock=mock, failure_hook=failure_hook
         )
         bot = SlackBot(
-            settings, rt.chat, http=session, provider=rt.provider, media=rt.media, clock=clock
+            settings,
+            rt.chat,
+            http=session,
+            provider=rt.provider,
+            media=rt.media,
+            clock=clock,
+            seen_events=seen_events or rt.store.seen_events,
         )
         count_calls(bot.client, busy)
         rt.alert_sinks.add(bot.alerts)  # as bot/fronts.py wires it

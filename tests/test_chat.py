@@ -117,6 +117,9 @@ class Host:
     def bind(self, job_id: str) -> None:
         self.bound_to = job_id
 
+    def kept(self) -> list[str]:
+        return []
+
 
 @dataclass
 class Conv:

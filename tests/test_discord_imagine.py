@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.chat.meta import ChatMeta
 from bot.core.clock import FakeClock
 from bot.core.errors import ShuttingDown
 from bot.core.models import (
@@ -95,6 +96,32 @@ async def test_a_command_in_a_thread_delivers_in_that_thread(
     [message] = await run.wait_results()
     assert message["channel_id"] == thread.id
     assert len(fake.threads()) == 1  # no second thread
+
+
+async def test_hosted_inputs_go_when_another_process_ends_the_job(
+    run: Running, fake: FakeDiscord, alice: FakeUser
+) -> None:
+    # The copy hosted for the provider is stored with the job: a process that did not
+    # host it (another one sharing the database, or this one after a restart) removes it.
+    surface = run.bot.surface
+    forgotten: list[str] = []
+    real_keep = surface.inputs.keep
+
+    def keep(job_id: str, messages: list[Any]) -> None:
+        forgotten.append(job_id)  # as if another process had admitted the job
+
+    surface.inputs.keep = keep  # type: ignore[method-assign]
+    odd = fake.upload(solid((600, 600), "PNG", mode="RGBA"), "logo.png")  # repaired: hosted
+    await fake.slash("imagine", alice, {"prompt": "a logo", "image1": odd})
+    await run.wait_results()
+    job = await run.latest_job()
+    assert forgotten == [job.id]
+    [hosted] = ChatMeta.of(job).hosted
+    channel_id, message_id = hosted.split("/")
+    assert channel_id == str(fake.general.id)
+    await run.drive(lambda: hosted_inputs(fake) == [])
+    assert fake.find_requests("DELETE", rf"/channels/{channel_id}/messages/{message_id}")
+    surface.inputs.keep = real_keep  # type: ignore[method-assign]
 
 
 async def test_image_to_image_downloads_repairs_and_hosts_the_input(

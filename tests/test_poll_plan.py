@@ -145,6 +145,21 @@ def test_a_task_done_at_the_first_look_records_where_history_puts_it() -> None:
     assert recorded > 0.75 * first
 
 
+def test_a_look_a_callback_brought_forward_records_the_time_it_took() -> None:
+    policy = PollPolicy()
+    durations = Durations([float(s) for s in range(20, 61)])
+    plan = PollPlan.start(0.0, policy, durations, None)
+    safety = plan.next_poll(0.0, policy, callbacks=True)
+    # The webhook came as the task ended, 37 s in, long before the safety-net poll:
+    # the task took 37 s, not "somewhere in (0, 37]" (which would drift history short).
+    assert safety > 37.0
+    assert plan.duration(37.0) == pytest.approx(37.0)
+    # Seen done at the planned poll itself: only "some time before it" is known.
+    polled = PollPlan.start(0.0, policy, durations, None)
+    at = polled.next_poll(0.0, policy, callbacks=True)
+    assert polled.duration(at) < at
+
+
 def test_history_is_rebuilt_once_a_sixteenth_of_it_is_new() -> None:
     stats = DurationStats()
     key = ("p", "text-to-image", 1)

@@ -25,6 +25,7 @@ from storage.factory import build_store
 from storage.postgres import ops as pg_ops
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
+from storage.postgres.ops import PgProcessLock
 from tests.engine_doubles import RecordingPort, eventually, request, requester
 from tests.store_backends import space
 from tests.test_job_store import make_job
@@ -83,10 +84,13 @@ async def test_a_job_runs_end_to_end_on_postgresql(
     await rt.start()
     try:
         assert isinstance(rt.jobs, PostgresJobStore) and rt.store.backend == "postgresql"
-        # One bot per database: a second one stops, naming this process.
+        # Any number of bots share one PostgreSQL database; `wanbot db copy`'s exclusive
+        # lock is refused while they run, naming a bot process.
         second = Runtime(settings, clock=clock)
+        await second.open()
+        exclusive = PgProcessLock(pg_url, "the database")
         with pytest.raises(DatabaseInUse) as info:
-            await second.open()
+            await exclusive.acquire()
         assert info.value.pid == os.getpid()
         await second.close()
         check = await check_postgres(pg_url)

@@ -169,7 +169,8 @@ async def test_a_console_job_recovered_in_delivering_keeps_the_files_it_saved(
     try:
         # The look is real work on a thread: let it finish before fake time moves on
         # (a jump past the delivery timeout would fail the job in a way no real run does).
-        await eventually(lambda: bool(lines), timeout=10, what="the saved files found")
+        # (A progress line may come first: wait for the job to be let go, found posted.)
+        await eventually(lambda: engine.active_count == 0, timeout=20, what="the files found")
         final = await run_until_final(clock, store, job.id)
     finally:
         await engine.close()

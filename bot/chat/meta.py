@@ -13,6 +13,7 @@ INPUT_NOTES = "input_notes"
 RETRIED_AS = "retried_as"  # the job its Try again started
 RESULTS_DELETED = "results_deleted"  # deleted with the Delete button
 ORIGINALS = "originals"  # private input links (fetched with the bot's credentials)
+HOSTED = "hosted_inputs"  # the surface's references to input copies it hosted
 
 
 class ChatMeta(BaseModel):
@@ -24,6 +25,9 @@ class ChatMeta(BaseModel):
     # The user's own images where the provider got hosted copies of private files: a
     # reroll or a try again fetches these again (ChatSurface.input_sources).
     originals: list[str] = Field(default_factory=list, alias=ORIGINALS)
+    # Input copies the surface hosted (HostSession.kept): removed when the job ends, by
+    # whichever process ends it.
+    hosted: list[str] = Field(default_factory=list, alias=HOSTED)
 
     @classmethod
     def of(cls, job: Job) -> ChatMeta:

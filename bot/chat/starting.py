@@ -121,6 +121,7 @@ class Starter:
                 notes=[*options.notes, *prepared.notes],
                 parent_job_id=parent_job_id,
                 originals=[s.url for s in sources if s.private and s.url],
+                hosted=host.kept(),
             )
         except BaseException:
             # Refused after all: copies hosted for the provider must not stay up for a
@@ -145,6 +146,7 @@ class Starter:
         notes: Sequence[str] = (),
         parent_job_id: str | None = None,
         originals: Sequence[str] = (),
+        hosted: Sequence[str] = (),
     ) -> Job:
         """Admit and store the job, then post its status card (never before)."""
         deps = self._deps
@@ -155,7 +157,9 @@ class Starter:
             request,
             delivery={
                 **delivery.card_marker(),
-                **ChatMeta(notes=list(notes), originals=list(originals)).stored(),
+                **ChatMeta(
+                    notes=list(notes), originals=list(originals), hosted=list(hosted)
+                ).stored(),
             },
             parent_job_id=parent_job_id,
         )

@@ -58,6 +58,11 @@ class HostSession(ImageHost, Protocol):
         """The job exists: what was hosted lives until `ChatSurface.release_inputs`."""
         ...
 
+    def kept(self) -> list[str]:
+        """References to what was hosted that outlives this process (stored with the
+        job, so whichever process ends it, or the next start, can remove it)."""
+        ...
+
 
 class ChatSurface(Protocol):
     @property

@@ -72,6 +72,9 @@ class _Hosting:
     async def withdraw(self) -> None:
         await self._host.withdraw()
 
+    def kept(self) -> list[str]:
+        return []  # the MediaHost's memory: gone with the process anyway
+
     def bind(self, job_id: str) -> None:
         # A late bind is safe: the media host drops the images of a job already ended.
         # Shutting down (the group is closed): the images expire with the media host.

@@ -6,7 +6,8 @@ only ever sees the protocols.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.core.models import (
@@ -240,4 +241,101 @@ class QuotaAdmin(Protocol):
 
     async def set_guild_config(self, config: GuildConfig) -> None:
         """Store `config` for its space: (config.platform, config.guild_id)."""
+        ...
+
+
+# --- several processes on one database (PostgreSQL) -------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this process now holds a lease on; `token` is the lease's fencing token
+    (it grows with every claim of the job, so an older holder's token no longer holds)."""
+
+    job: Job
+    token: int
+
+
+# What a wake-up from another process is about (WorkShare.notify / the `wake` callback).
+WAKE_QUEUED = "queued"  # a job was queued or a provider slot freed: try to claim
+WAKE_POLL = "poll"  # a callback for this job reached some process: its holder polls now
+WAKE_FINAL = "final"  # the job was settled elsewhere (a cancel): its holder lets go
+
+
+class WorkShare(Protocol):
+    """Jobs shared by several bot processes on one database. Without one the engine is
+    the only worker and holds every job (SQLite, one process).
+
+    A job is worked on by the process holding its lease. Queued jobs are claimed in fair
+    order within the provider's concurrency and each user's running limit, counted over
+    every process; leases are renewed while held and taken over once expired. Times are
+    the database's clock."""
+
+    worker_id: str
+    lease_seconds: float
+
+    async def start(self, wake: Callable[[str, str], None]) -> None:
+        """Register this worker and listen for wake-ups: `wake(kind, job_id)`."""
+        ...
+
+    async def close(self) -> None:
+        """Give back every lease held (others take the jobs over at once) and stop."""
+        ...
+
+    async def heartbeat(self) -> int:
+        """Mark this worker alive; returns how many workers are alive (itself included)."""
+        ...
+
+    async def claim(
+        self,
+        provider: str,
+        platforms: Sequence[str],
+        *,
+        concurrency: int,
+        per_user: int | None,
+        own: Sequence[str] = (),
+        workers: int = 1,
+    ) -> list[Claimed]:
+        """Lease queued jobs to start now, within the slots free across all processes,
+        at most this process's share of them (`workers` alive). `own`: jobs this process
+        just admitted (claimable before their status card is up)."""
+        ...
+
+    async def take_over(self, provider: str, platforms: Sequence[str]) -> list[Claimed]:
+        """Lease active jobs nobody holds (an expired lease, or none on a job past the
+        queue), and queued ones past their deadline or for another provider."""
+        ...
+
+    async def renew(self, tokens: Mapping[str, int]) -> set[str]:
+        """Extend these leases; returns the job ids whose lease is no longer this worker's."""
+        ...
+
+    async def holds(self, job_id: str, token: int) -> bool:
+        """The fencing check: is the lease still this worker's (renewing it)?"""
+        ...
+
+    async def release(self, tokens: Mapping[str, int]) -> None:
+        """Let go of these leases (a job handed back to the queue)."""
+        ...
+
+    async def notify(self, kind: str, job_id: str = "") -> None:
+        """Wake the other processes (best effort: polling is the fallback)."""
+        ...
+
+
+class IdentifyGate(Protocol):
+    """Paces Discord's IDENTIFY across every process of one bot (sharding)."""
+
+    async def wait_turn(self, bucket: int, spacing: float) -> None:
+        """Return when this process may IDENTIFY in rate-limit `bucket`
+        (shard_id % max_concurrency): at most one per `spacing` seconds per bucket."""
+        ...
+
+
+class SeenEvents(Protocol):
+    """Platform events already handled, shared by every process (Slack re-sends events,
+    and several connections may each get one)."""
+
+    async def first_time(self, platform: str, event_id: str) -> bool:
+        """True for the first caller only, in any process."""
         ...

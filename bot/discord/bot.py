@@ -11,6 +11,7 @@ import gc
 import importlib
 import logging
 import pkgutil
+from typing import Any
 
 import discord
 from discord.ext import commands
@@ -61,7 +62,10 @@ class WanBot(commands.Bot):
         guild_ready_timeout: float = 2.0,
         cogs: list[str] | None = None,
         metrics: EngineMetrics | None = None,
+        **client_options: Any,
     ) -> None:
+        """`client_options`: more discord.py client options (the sharded bot's
+        shard_count and shard_ids)."""
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=base_intents(),
@@ -69,6 +73,7 @@ class WanBot(commands.Bot):
             tree_cls=WanTree,
             guild_ready_timeout=guild_ready_timeout,
             allowed_mentions=discord.AllowedMentions.none(),
+            **client_options,
         )
         self.rt = rt
         if isinstance(self.tree, WanTree):

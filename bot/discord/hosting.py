@@ -31,8 +31,8 @@ async def _delete(messages: list[discord.Message]) -> None:
 
 
 class HostedInputs:
-    """The input images hosted for running jobs, by job id (kept in memory: after a
-    restart, images hosted before it stay up)."""
+    """The input images hosted for running jobs, by job id (in memory; each job also
+    stores their references, `kept()`, for whichever process ends it)."""
 
     def __init__(self) -> None:
         self._by_job: dict[str, list[discord.Message]] = {}
@@ -46,8 +46,19 @@ class HostedInputs:
         if messages:
             self._by_job.setdefault(job_id, []).extend(messages)
 
-    async def release(self, job_id: str) -> None:
-        await _delete(self._by_job.pop(job_id, []))
+    async def release(self, job_id: str, stored: list[str], http: discord.http.HTTPClient) -> None:
+        """Delete a job's hosted images: the messages this process posted, else (the job
+        was admitted by another process, or before a restart) the ones stored with it."""
+        held = self._by_job.pop(job_id, [])
+        if held:
+            await _delete(held)
+            return
+        for ref in stored:
+            channel_id, _, message_id = ref.partition("/")
+            try:
+                await http.delete_message(int(channel_id), int(message_id))
+            except (ValueError, discord.HTTPException) as exc:  # already gone is fine
+                log.info("could not delete hosted input image %s: %s", ref, exc)
 
 
 class DiscordImageHost:
@@ -85,3 +96,6 @@ class DiscordImageHost:
     def bind(self, job_id: str) -> None:
         posted, self._posted = self._posted, []
         self._kept.keep(job_id, posted)
+
+    def kept(self) -> list[str]:
+        return [f"{m.channel.id}/{m.id}" for m in self._posted]

@@ -25,9 +25,11 @@ from bot.discord.alerts import DiscordAlerts
 from bot.discord.bot import WanBot
 from bot.discord.endpoints import use_endpoints
 from bot.discord.portal import RESET_TOKEN, TOKEN_REJECTED
+from bot.discord.shards import all_shards_connected, build_bot, is_sharded
 from bot.lifecycle import run_until_stopped
 from bot.runtime import Runtime
 from bot.settings import Settings
+from storage.factory import build_identify_gate
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,14 @@ LOGIN_BACKOFF = Backoff(base=1.0, cap=60.0, jitter=0.5)
 
 def gateway_connected(bot: WanBot) -> bool:
     """For /healthz. discord.py keeps `is_ready()` true while it reconnects after a lost
-    gateway (it clears it only on close), so the socket itself must be open too."""
+    gateway (it clears it only on close), so the socket itself must be open too (every
+    shard's, when sharded)."""
+    if not bot.is_ready() or bot.is_closed():
+        return False
+    if isinstance(bot, discord.AutoShardedClient):
+        return all_shards_connected(bot)
     ws = bot.ws
-    return bot.is_ready() and not bot.is_closed() and ws is not None and ws.open
+    return ws is not None and ws.open
 
 
 def unreachable(exc: BaseException) -> str | None:
@@ -95,8 +102,9 @@ def first_connect_failed(bot: WanBot, exc: BaseException) -> str | None:
     """Why the first gateway connection failed, when worth retrying. After one
     connection discord.py reconnects by itself; before it, discord.py 2.7 cannot:
     its retry reads the missing socket's sequence and dies with AttributeError (the
-    connection error is that exception's context)."""
-    if bot.ws is not None:
+    connection error is that exception's context). A sharded bot retries each shard's
+    connection by itself and closes before raising: nothing to retry then."""
+    if bot.ws is not None or is_sharded(bot):
         return None
     if isinstance(exc, AttributeError) and exc.__context__ is not None:
         return unreachable(exc.__context__)
@@ -137,7 +145,25 @@ class ReconnectLine(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = None
             record.exc_text = None
+        elif record.msg in _SHARD_LINES and record.exc_info:
+            # discord.shard retries each shard by itself; one line, with the cause.
+            cause = one_line(record.exc_info[1]).replace("%", "%%")
+            record.msg = f"{_SHARD_LINES[record.msg]} ({cause})"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = None
+            record.exc_text = None
         return True
+
+
+# discord.py's shard lines (shard.py) and what they say instead.
+_SHARD_LINES = {
+    "Attempting a reconnect for shard ID %s in %.2fs": (
+        "Discord gateway connection lost for shard %s; reconnecting in %.2fs"
+    ),
+    "Failed to connect for shard_id: %s. Retrying...": (
+        "Discord's gateway is unreachable for shard %s; retrying in 5 s"
+    ),
+}
 
 
 def _token(settings: Settings) -> str | None:
@@ -164,7 +190,19 @@ async def serve(
 ) -> int:
     """Run the bot until `stop` is set or the gateway connection ends for good."""
     rt = Runtime(settings)
-    bot = WanBot(rt, metrics=rt.metrics)
+    bot = build_bot(
+        rt,
+        shard_count=settings.shard_count,
+        shard_ids=settings.shard_ids,
+        gate=build_identify_gate(rt.store, rt.clock),
+        metrics=rt.metrics,
+    )
+    if settings.shard_count is not None:
+        log.info(
+            "running shard(s) %s of %d",
+            ", ".join(map(str, settings.shard_ids or range(settings.shard_count))),
+            settings.shard_count,
+        )
     other = beside(rt) if beside is not None else None  # registered before rt.start()
     rt.alert_sinks.add(
         DiscordAlerts(bot, rt.chat.configs)
@@ -172,8 +210,10 @@ async def serve(
     connect: asyncio.Task[None] | None = None
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
     gateway_log = logging.getLogger("discord.client")
+    shard_log = logging.getLogger("discord.shard")
     quiet_reconnects = ReconnectLine(bot)
     gateway_log.addFilter(quiet_reconnects)
+    shard_log.addFilter(quiet_reconnects)
     try:
         await rt.open()
         try:
@@ -211,6 +251,7 @@ async def serve(
         return 0
     finally:
         gateway_log.removeFilter(quiet_reconnects)
+        shard_log.removeFilter(quiet_reconnects)
         stopping.cancel()
         # Engine first (jobs stay stored for the next start), then Discord, then the rest.
         await rt.engine.close()

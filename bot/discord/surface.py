@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.chat.actions import result_filename, result_index
 from bot.chat.cards import Card
+from bot.chat.meta import ChatMeta
 from bot.chat.surface import DeliveryProblem, InputSources, Posted
 from bot.chat.throttle import CHAT
 from bot.chat.wording import clip, lost_permission, plural
@@ -307,6 +308,10 @@ class DiscordSurface:
                     found.setdefault(first // MAX_FILES_PER_MESSAGE, message)
                     if len(found) == parts:
                         break
+        except discord.NotFound:
+            # No such channel or thread (a thread is made with the first post): nothing
+            # was posted there.
+            log.info("job %s: no earlier results (%s does not exist)", job.id, channel.id)
         except discord.HTTPException as exc:
             # The nonce still guards a recent post; an older one may be posted again.
             log.warning("job %s: could not look for results posted earlier (%s)", job.id, exc)
@@ -368,7 +373,7 @@ class DiscordSurface:
 
     # ----------------------------------------------------------------- inputs
     async def release_inputs(self, job: Job) -> None:
-        await self.inputs.release(job.id)
+        await self.inputs.release(job.id, ChatMeta.of(job).hosted, self._client.http)
 
     async def input_sources(self, job: Job) -> InputSources | None:
         return None  # the stored links are Discord's own attachments: fetched again as they are

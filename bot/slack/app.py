@@ -2,7 +2,17 @@
 event of the manifest. Each acks at once (Slack's 3 s window) and leaves the work to
 SlackFront as a kept task; events are acked by Bolt itself and de-duplicated here
 (Slack redelivers an event it thinks was missed, and one post that mentions the bot
-arrives both as `app_mention` and as a `message` [bolt-python#925])."""
+arrives both as `app_mention` and as a `message` [bolt-python#925]).
+
+De-duplication is in two steps: this process's memory first (free), then the database's
+SeenEvents keyed on the post (channel, ts), which every process shares and which
+survives a restart. With several processes each holding a Socket Mode connection, Slack
+hands each envelope to one of them, but a retry may land at another, and the two events
+of one post may land at two; the post's key catches all three. Slash commands, shortcuts,
+buttons and form submissions are not retried by Slack (a late ack shows the user an
+error; they try again with a new trigger_id), so each reaches one process once: they
+skip the database and keep the 3 s path (views.open) free of a round trip.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +26,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import NotAllowed
+from bot.core.ports import SeenEvents
 from bot.slack import modals
 from bot.slack.blocks import ACTION_PREFIX, parse_action
 from bot.slack.commands import run_wanbot
@@ -26,6 +37,7 @@ from bot.slack.manifest import EDIT_SHORTCUT, IMAGINE, WANBOT
 log = logging.getLogger(__name__)
 
 _SEEN_LIMIT = 20_000  # events remembered (Slack's retries come within ~5 minutes)
+PLATFORM = "slack"  # SeenEvents' platform; its keys are posts, "channel:ts"
 
 
 class Seen:
@@ -44,11 +56,23 @@ class Seen:
         return True
 
 
-def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
+def build_app(front: SlackFront, client: AsyncWebClient, seen_events: SeenEvents) -> AsyncApp:
     # Socket Mode needs no signing secret: Bolt skips verification for it.
     app = AsyncApp(client=client, signing_secret="", process_before_response=False)
     events = Seen()
     posts = Seen()
+
+    async def first_everywhere(key: str) -> bool:
+        """No process has handled `key` yet (nor this one before a restart). When the
+        database cannot answer, the post is handled anyway, with a log line: dropping it
+        would leave the person unanswered, while a duplicate needs the same post at two
+        processes during the same fault, and the job's own store calls then fail with an
+        answer to the person."""
+        try:
+            return await seen_events.first_time(PLATFORM, key)
+        except Exception as exc:
+            log.warning("could not check Slack post %s in the database (%s): handling it", key, exc)
+            return True
 
     async def member_or_told(channel: str, respond: Any) -> bool:
         """The bot is in `channel`; else the person is told how to invite it."""
@@ -129,7 +153,8 @@ def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
         if event.get("bot_id") or event.get("user") in (None, bot_user_id):
             return
         channel, ts = str(event.get("channel")), str(event.get("ts"))
-        if not posts.first_time(f"{channel}:{ts}"):
+        post = f"{channel}:{ts}"
+        if not posts.first_time(post):
             return  # the same post as app_mention and as message: one job
         thread = str(event.get("thread_ts") or ts)
         team = str(body.get("team_id") or event.get("team") or "")
@@ -137,9 +162,12 @@ def build_app(front: SlackFront, client: AsyncWebClient) -> AsyncApp:
         async def conv() -> Any:
             return await front.conversation(team, str(event["user"]), channel, thread_ts=thread)
 
-        front.spawn(
-            front.guarded(conv, lambda c: front.mention(c, event, bot_user_id)), "slack-mention"
-        )
+        async def once() -> None:
+            # In the kept task: the database round trip is work after the ack.
+            if await first_everywhere(post):
+                await front.guarded(conv, lambda c: front.mention(c, event, bot_user_id))
+
+        front.spawn(once(), "slack-mention")
 
     @app.event("app_mention")
     async def app_mention(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:

@@ -4,7 +4,8 @@ Retry-After), the surface registered with the chat layer, the Bolt app, and the
 Socket Mode connection.
 
     bot = SlackBot(settings, rt.chat, http=rt.http, provider=rt.provider,
-                   media=rt.media, clock=rt.clock)   # before rt.start(): recovered
+                   media=rt.media, clock=rt.clock,
+                   seen_events=rt.store.seen_events)  # before rt.start(): recovered
     await rt.start()                                 # Slack jobs find their surface
     await bot.connect()
     ...
@@ -22,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.service import ChatService
 from bot.core.clock import Clock
-from bot.core.ports import ImageProvider
+from bot.core.ports import ImageProvider, SeenEvents
 from bot.core.tasks import TaskGroup
 from bot.media import MediaHost
 from bot.settings import Settings
@@ -64,6 +65,7 @@ class SlackBot:
         provider: ImageProvider,
         media: MediaHost | None,
         clock: Clock,
+        seen_events: SeenEvents,
         client: AsyncWebClient | None = None,
     ) -> None:
         if not slack_configured(settings):
@@ -89,7 +91,8 @@ class SlackBot:
             clock,
             tasks,
         )
-        self.app = build_app(self.front, self.client)
+        # Events already handled by any process (rt.store.seen_events).
+        self.app = build_app(self.front, self.client, seen_events)
         # Admin alerts about this workspace: its alerts channel, else the listed admins.
         self.alerts = SlackAlerts(self.client, chat.configs, settings.slack_admin_user_ids)
         self._handler: AsyncSocketModeHandler | None = None

@@ -87,6 +87,9 @@ class SlackImageHost:
         if self._served is not None:
             await self._served.withdraw()
 
+    def kept(self) -> list[str]:
+        return []  # data: URIs, the provider's own files, or the MediaHost's memory
+
     def bind(self, job_id: str) -> None:
         if self._served is not None:
             self._tasks.create_task(self._served.bind(job_id), name=f"bind-inputs-{job_id}")

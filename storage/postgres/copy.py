@@ -9,6 +9,11 @@ every table's count matches, and the ledger's image sums per kind too.
 
 Both databases are held with the one-bot-per-database lock, so no bot writes to
 either while they are copied; the target must be empty.
+
+The state of running processes (migration 0009: job leases, worker heartbeats, Discord
+IDENTIFY pacing) is not copied: it describes processes that are gone, and SQLite never
+writes it. seen_events is copied (a day of rows at most): a Slack retry that arrives
+just after the move is still recognised.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from storage.sqlite.lock import ProcessLock
 
 _CHUNK = 5000
 _KEYED = {"meta": "key"}  # already has rows on a fresh database: upserted, not COPY'd
+_PROCESS_STATE = frozenset({"job_leases", "workers", "gateway_identify"})  # not copied
 
 
 class CopyError(Exception):
@@ -76,9 +82,10 @@ async def _copy(source: Path, target: PgDatabase) -> list[TableCount]:
         )
     reader = _SqliteReader(source)
     try:
-        tables = await asyncio.to_thread(reader.tables)
+        every = await asyncio.to_thread(reader.tables)
+        tables = [t for t in every if t not in _PROCESS_STATE]
         async with target.transaction() as conn:
-            await _check_target(conn, tables)
+            await _check_target(conn, every)
             for table in tables:
                 await conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
             counts = []

@@ -15,6 +15,7 @@ first applies them, the others wait for its commit and find nothing left to do.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -110,7 +111,11 @@ class PgDatabase:
         DatabaseUnavailable when the server cannot be reached or refuses us."""
         async with unavailable(self.display):
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self._pool_size, server_settings={"timezone": "UTC"}
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                # Named, so an operator (or pg_stat_activity) tells whose session it is.
+                server_settings={"timezone": "UTC", "application_name": f"wanbot {os.getpid()}"},
             )
         if not migrate:
             return

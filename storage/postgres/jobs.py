@@ -62,6 +62,10 @@ SCOPE_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_SCOPE}, hashtext($1))"
 _SCOPE_SHARED = f"SELECT pg_advisory_xact_lock_shared({LOCK_SCOPE}, hashtext($1))"
 
 
+# Set in each transaction that takes a lock other processes wait on.
+IDLE_IN_TRANSACTION = "SET LOCAL idle_in_transaction_session_timeout = '5s'"
+
+
 def space_key(space: Space) -> str:
     """The scope lock's key: one per space (a platform and a server id)."""
     return f"{space.platform}:{space.id}"
@@ -83,7 +87,7 @@ _COLUMNS = ", ".join(_URLS if c == "result_urls" else c for c in READ_COLUMNS)
 # A move to a final state empties job_results by trigger, at the end of the statement:
 # RETURNING (computed before) must not show what that trigger removes.
 _FINAL_COLUMNS = ", ".join(READ_COLUMNS)
-_SELECT = f"SELECT {_COLUMNS} FROM jobs"
+_SELECT = SELECT_JOBS = f"SELECT {_COLUMNS} FROM jobs"
 _FINAL_ARRAY = "ARRAY[" + ", ".join(repr(s) for s in FINAL_STATES) + "]"
 
 
@@ -123,6 +127,9 @@ class PostgresJobStore:
         space, now, images = requester.space, params["now"], job.request.count
         scope = space_key(space)
         async with self._db.transaction() as conn:
+            # A process paused here must not hold these locks (and every admit of this
+            # user or server) until it resumes: the server ends the transaction.
+            await conn.execute(IDLE_IN_TRANSACTION)
             # Locks before the facts are read: each statement reads what was committed
             # when it started, so the read must start after any earlier admit's COMMIT.
             # The scope lock guards the server's monthly budget: exclusive where there is

@@ -22,8 +22,8 @@ _DELETE = (
     "WHERE state = ANY($1::text[]) AND created_at < $2 "
     "AND COALESCE(finished_at, updated_at) < $2 LIMIT $3)"
 )
-# pg_try_advisory_lock(class, key) for "one bot process per database" until jobs are
-# shared through leases (issue 16, multi-process part): held by a session for its life.
+# pg_try_advisory_lock(class, key): shared by the bot processes, exclusive for
+# `wanbot db copy`; held by a session for its life.
 _PROCESS_LOCK = (0x7770, 1)  # "wp"
 _APP_NAME = re.compile(r"^wanbot pid (\d+)$")
 
@@ -73,11 +73,16 @@ async def prune_jobs(db: PgDatabase, *, now: float, retention_days: int) -> int:
 
 class PgProcessLock:
     """A session advisory lock on its own connection, held while the bot runs and
-    released by the server when that session ends, however the process ends."""
+    released by the server when that session ends, however the process ends.
 
-    def __init__(self, url: str, display: str) -> None:
+    Bot processes take it shared (any number of them work one database together,
+    sharing the jobs through leases); `wanbot db copy` takes it exclusively, so it
+    never runs beside a bot, nor a bot beside it."""
+
+    def __init__(self, url: str, display: str, *, shared: bool = False) -> None:
         self._url = url
         self._display = display
+        self._shared = shared
         self._conn: asyncpg.Connection | None = None
 
     @property
@@ -92,7 +97,8 @@ class PgProcessLock:
                 self._url, server_settings={"application_name": f"wanbot pid {os.getpid()}"}
             )
         try:
-            got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *_PROCESS_LOCK)
+            take = "pg_try_advisory_lock_shared" if self._shared else "pg_try_advisory_lock"
+            got = await conn.fetchval(f"SELECT {take}($1, $2)", *_PROCESS_LOCK)
             if not got:
                 raise DatabaseInUse(self._display, await _holder(conn))
         except BaseException:

@@ -83,9 +83,12 @@ def bot_environment(
     token: str,
     database: Path,
     callback_port: int,
+    database_url: str | None = None,
     **extra: Any,
 ) -> dict[str, str]:
-    """What an operator would put in `.env`, pointed at the fakes."""
+    """What an operator would put in `.env`, pointed at the fakes. With `database_url`
+    (PostgreSQL) `database` is not used; `extra` settings go in as given (e.g.
+    shard_count=3, shard_ids="0", lease_seconds=3)."""
     env = outside_environment()
     env.update(
         DISCORD_TOKEN=token,
@@ -104,6 +107,8 @@ def bot_environment(
         LOG_FORMAT="text",
         PYTHONUNBUFFERED="1",
     )
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
     env.update({name.upper(): str(value) for name, value in extra.items()})
     return env
 
@@ -121,6 +126,17 @@ class BotProcess:
         """SIGKILL: no cleanup of any kind runs."""
         self.proc.send_signal(signal.SIGKILL)
         return await self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen as a process swapped out or a VM paused; its sockets stay open."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
 
     async def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, as a service manager stops it; the exit code."""

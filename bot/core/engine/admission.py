@@ -71,6 +71,12 @@ class Admission:
             # Stored and reserved while the engine stopped: the next start runs it.
             log.info("job %s: admitted during shutdown; it runs after the restart", job.id)
             return job
+        if ctx.sharing is not None:
+            # Queued in the database for whichever process has a slot first; this one
+            # may take it before its status card is up (its updates wait for the card).
+            ctx.sharing.pump(own=[job.id])
+            log.info("job %s: admitted (%d image(s))", job.id, request.count)
+            return job
         a = ctx.track(job)
         ctx.queue.push(a.user, job.id)
         ctx.dispatch.pump()
@@ -108,6 +114,8 @@ class Admission:
             raise NotAllowed(f"Job {job.id} could not be cancelled.", code="not_cancellable")
         if done.task_id:
             ctx.settle.cancel_at_provider(done.task_id)
+        if ctx.sharing is not None:
+            await ctx.sharing.settled_elsewhere(done.id)  # its holder stops watching it
         log.info("job %s: cancelled by %s", job.id, "an admin" if not owner else "its owner")
         return done
 

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from bot.core.engine.delivery import Delivery
     from bot.core.engine.dispatch import Dispatch
     from bot.core.engine.health import Health
+    from bot.core.engine.recovery import Recovery
     from bot.core.engine.settle import Settle
+    from bot.core.engine.sharing import Sharing
     from bot.core.engine.watching import Watch
 
 _Q, _S, _R, _D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
@@ -43,6 +45,7 @@ class Active:
     __slots__ = (
         "callback_seen",
         "job",
+        "lease",
         "plan",
         "polling",
         "progress",
@@ -75,6 +78,9 @@ class Active:
         self.sent_position: int | None = None
         # A failed task's code, told with every update while it is replaced at no cost.
         self.retrying_after: str | None = None
+        # Shared with other processes: this process's lease token on the job (None: the
+        # engine is the only worker, or the job was let go).
+        self.lease: int | None = None
 
 
 class Context:
@@ -86,6 +92,9 @@ class Context:
     deliver: Delivery
     settle: Settle
     health: Health
+    recovery: Recovery
+    # Several processes on one database: the database is the queue (sharing.py).
+    sharing: Sharing | None = None
 
     def __init__(
         self,
@@ -171,7 +180,10 @@ class Context:
         if a.slot:
             a.slot = False
             self.running -= 1
-            self.dispatch.pump()
+            if self.sharing is not None:
+                self.sharing.slot_freed()
+            else:
+                self.dispatch.pump()
 
     def take_user_slot(self, a: Active) -> None:
         if not a.user_slot:

@@ -12,6 +12,7 @@ from bot.core.engine import failures
 from bot.core.engine.budget import Hold
 from bot.core.engine.context import Active, Context
 from bot.core.engine.deadline import DeadlinePassed, within
+from bot.core.engine.sharing import LeaseLost
 from bot.core.errors import ProviderError
 from bot.core.models import FailureCategory, Job, JobState, PostedResults, ResultImage
 from bot.core.ports import POSTED_IMAGES, DeliveryPort, PostLookup
@@ -35,7 +36,9 @@ class Delivery:
         self._download_retry = config.retry(config.download_attempts, retryable=_transient)
         # Each post gets `deliver_attempt_timeout` and all of them `deliver_deadline`, so a
         # hung upload cannot hold the job (and its user's running slot) forever.
-        self._post_retry = config.retry(config.deliver_attempts, deadline=config.deliver_deadline)
+        self._post_retry = config.retry(
+            config.deliver_attempts, deadline=config.deliver_deadline, retryable=_not_lost
+        )
         # The compare-and-set is idempotent: tried again as often as a post is.
         self._record_retry = config.retry(config.deliver_attempts)
 
@@ -65,7 +68,7 @@ class Delivery:
             failed = count - len(images)
             port = ctx.ports[job.requester.platform]
             await ctx.progress.drain(job_id)
-            data = await self._post(port, job, images, max(0, failed))
+            data = await self._post(a, port, images, max(0, failed))
             delivered_count = len(images)
             del images  # posted: the bytes can go now, before the store is written
             hold.release()
@@ -85,6 +88,12 @@ class Delivery:
                 ctx.metrics.job_delivered(done, ctx.clock.now() - job.updated_at)
                 log.info("job %s: delivered %d of %d image(s)", job_id, delivered_count, count)
                 ctx.settle.settled(done)
+        except LeaseLost:
+            # Another process took the job over while this one was away (paused, cut
+            # off): it posts and settles; the fencing check kept this one from posting.
+            if ctx.sharing is not None:
+                ctx.sharing.drop(job_id, "another process holds it now")
+            ctx.untrack(a)
         except Exception:
             if posted:
                 # The user has the images; only recording it failed, again and again.
@@ -121,15 +130,19 @@ class Delivery:
         )
 
     async def _post(
-        self, port: DeliveryPort, job: Job, images: list[ResultImage], not_made: int
+        self, a: Active, port: DeliveryPort, images: list[ResultImage], not_made: int
     ) -> dict[str, Any] | None:
         """Post, retried (a retry finds a post that was stored without an answer:
-        DeliveryPort.deliver contract). None: give up (the job fails, refunded)."""
+        DeliveryPort.deliver contract). None: give up (the job fails, refunded).
+        Raises LeaseLost when another process holds the job now (checked before each try)."""
         ctx = self._ctx
         clock, config = ctx.clock, ctx.config
         end = clock.monotonic() + config.deliver_deadline
+        job = a.job
 
         async def post() -> dict[str, Any]:
+            if ctx.sharing is not None:
+                await ctx.sharing.fence(a)
             left = end - clock.monotonic()
             timeout = min(config.deliver_attempt_timeout, left)
             return dict(await within(clock, timeout, port.deliver(job, images, not_made)))
@@ -148,6 +161,8 @@ class Delivery:
             return await retrying(
                 post, self._post_retry, clock=clock, on_failure=failed, rng=ctx.rng
             )
+        except LeaseLost:
+            raise
         except Exception:
             return None
 
@@ -210,6 +225,10 @@ class Delivery:
             )
         except Exception:
             return None
+
+
+def _not_lost(exc: BaseException) -> bool:
+    return not isinstance(exc, LeaseLost)
 
 
 def _posted_count(data: dict[str, Any], given: int) -> int:

@@ -39,6 +39,9 @@ class Dispatch:
         ctx = self._ctx
         if ctx.closing:
             return  # queued jobs stay stored; the next start submits them
+        if ctx.sharing is not None:
+            ctx.sharing.pump()  # the database is the queue, shared with other processes
+            return
         started = False
         while ctx.running < ctx.config.provider_concurrency:
             job_id = ctx.queue.pop(ctx.may_start)
@@ -74,7 +77,7 @@ class Dispatch:
                 callback_url = self.callback_url(job_id, token)
             job = await ctx.store.transition(job_id, [_Q], _S, **fields)
             if job is None:
-                ctx.release_slot(a)  # cancelled or timed out while it waited
+                ctx.untrack(a)  # cancelled or timed out while it waited (maybe elsewhere)
                 return
             a.job = job
             ctx.publish(a)
@@ -122,7 +125,7 @@ class Dispatch:
             if delay is not None:
                 back = await ctx.store.transition(job_id, [_S], _Q)
                 if back is None:
-                    ctx.release_slot(a)
+                    ctx.untrack(a)
                     return
                 a.job = back
                 log.warning(

@@ -19,6 +19,7 @@ This module is the coordinator; each phase is a module of its own:
     watching.py   polls, callbacks, deadline delivery.py  download, post, record DONE
     recovery.py   resuming after a restart   settle.py    failing; wait_final, on_final
     health.py     outages and setup alerts   context.py   what the phases share
+    sharing.py    several processes on one database (leases, claims, wake-ups)
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from bot.core.engine.dispatch import Dispatch
 from bot.core.engine.health import Health
 from bot.core.engine.recovery import Recovery
 from bot.core.engine.settle import FinalListener, Settle
+from bot.core.engine.sharing import Sharing
 from bot.core.engine.watching import Watch
 from bot.core.errors import ShuttingDown
 from bot.core.ids import new_job_id, normalize_job_id
 from bot.core.metrics import NO_METRICS, EngineMetrics
 from bot.core.models import GenerationRequest, Job, Requester
-from bot.core.ports import AdminAlerts, DeliveryPort, ImageProvider, JobStore
+from bot.core.ports import AdminAlerts, DeliveryPort, ImageProvider, JobStore, WorkShare
 
 __all__ = [
     "CALLBACK_TOKEN",
@@ -67,7 +69,10 @@ class JobEngine:
         new_id: Callable[[], str] = new_job_id,
         metrics: EngineMetrics = NO_METRICS,
         rng: random.Random | None = None,
+        share: WorkShare | None = None,
     ) -> None:
+        """`share`: other processes work on the same database (sharing.py); without
+        one this engine is the only worker and resumes every stored job."""
         self.provider = provider
         self.clock = clock
         self.config = config or EngineConfig()
@@ -82,7 +87,8 @@ class JobEngine:
         ctx.watch = self._watch = Watch(ctx)
         ctx.deliver = Delivery(ctx)
         self._admission = Admission(ctx, new_id)
-        self._recovery = Recovery(ctx)
+        self._recovery = ctx.recovery = Recovery(ctx)
+        ctx.sharing = Sharing(ctx, share) if share is not None else None
         self._driver: asyncio.Task[None] | None = None
         self._recovered = False
 
@@ -129,7 +135,10 @@ class JobEngine:
         if self._recovered:
             return
         self._recovered = True
-        await self._recovery.resume_all()
+        if ctx.sharing is not None:
+            await ctx.sharing.start()  # takes over what nobody holds, claims what fits
+        else:
+            await self._recovery.resume_all()
 
     async def close(self) -> None:
         """Stop all work. Jobs stay in the store in their current state, so a new
@@ -149,6 +158,8 @@ class JobEngine:
         ) > 0:
             await asyncio.wait(finishing, timeout=left)
         await ctx.tasks.close()
+        if ctx.sharing is not None and self._recovered:
+            await ctx.sharing.close()  # the jobs still held go to the other processes
         self._driver = None
         ctx.active.clear()
         ctx.by_task.clear()

@@ -50,7 +50,10 @@ if a sharp estimate passes without a result the planner backs off from
 `tail_interval` by x1.5 per miss up to `blind_interval`. When provider
 callbacks are on, polling is only a safety net: from the p99 of recent
 durations (`callback_quantile`; else the late end of the estimate), then every
-`callback_interval`.
+`callback_interval`. A look a callback brought forward (before the planned one)
+records the time since the submit as the task's duration, since the webhook comes as
+the task ends; read as "done some time since the last look", the history would drift
+short and the safety-net polls start ever earlier.
 The rate limiter and the 429 back-off may delay a planned poll further.
 """
 
@@ -62,6 +65,10 @@ from bot.core.engine.durations import DurationKey, Durations, DurationStats
 from bot.core.models import TaskStatus
 
 __all__ = ["DurationKey", "DurationStats", "Durations", "PollPlan", "PollPolicy"]
+
+# A look this much before the planned one was not planned (timers may fire a little
+# early: the loop's clock resolution, scaled by a compressed clock in the bench).
+_EARLY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,7 @@ class PollPlan:
         "_hinted",
         "_last_poll",
         "_misses",
+        "_planned",
         "_rate",
         "_rate_samples",
         "_safety_start",
@@ -132,6 +140,7 @@ class PollPlan:
         self._rate_samples = 0
         self._seen: set[int] = set()  # progress values reported so far
         self._last_poll: float | None = None
+        self._planned: float | None = None  # the last poll time next_poll gave
         self._misses = 0
 
     @classmethod
@@ -228,6 +237,10 @@ class PollPlan:
 
     def next_poll(self, now: float, policy: PollPolicy, *, callbacks: bool = False) -> float:
         """Monotonic time of the next status query."""
+        self._planned = when = self._next_poll(now, policy, callbacks)
+        return when
+
+    def _next_poll(self, now: float, policy: PollPolicy, callbacks: bool) -> float:
         earliest = max(self.started + policy.first_poll_min, now + policy.min_gap)
         if self._last_poll is None:
             earliest = max(self.started + policy.first_poll_min, now)
@@ -267,6 +280,10 @@ class PollPlan:
     def duration(self, now: float) -> float:
         """Best guess of how long the task took, seen finished at `now`."""
         elapsed = now - self.started
+        planned = self._planned
+        if planned is not None and now < planned - _EARLY:
+            # A callback brought this look forward: the task ended just now.
+            return elapsed
         if self._last_poll is None:
             if self._durations is not None:
                 # Done at the first look, somewhere in (0, elapsed]: where history says.

@@ -19,6 +19,14 @@ class RateLimiter:
         self._full_at = float("-inf")  # when the bucket is full again
         self._paused_until = float("-inf")
 
+    def set_rate(self, rate_per_second: float) -> None:
+        """A new rate from now on (processes sharing one provider budget share it)."""
+        if rate_per_second <= 0:
+            raise ValueError("rate must be positive")
+        burst = round(self._tolerance / self._interval) + 1
+        self._interval = 1.0 / rate_per_second
+        self._tolerance = (burst - 1) * self._interval
+
     @property
     def paused_until(self) -> float:
         return self._paused_until

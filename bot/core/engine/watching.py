@@ -15,7 +15,7 @@ from bot.core.models import FailureCategory, JobState, TaskState, TaskStatus
 
 log = logging.getLogger(__name__)
 
-_Q, _R, _D = JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING
+_Q, _S, _R, _D = JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING, JobState.DELIVERING
 
 
 def _transient(exc: BaseException) -> bool:
@@ -68,6 +68,12 @@ class Watch:
             return False
         a = ctx.active.get(ctx.by_task.get(task_id, ""))
         if a is None:
+            if ctx.sharing is not None:
+                # Maybe another process works it: its holder polls (wake-up).
+                job = await ctx.store.find_by_task(provider, task_id)
+                if job is not None and job.state in (_S, _R):
+                    await ctx.sharing.forward_callback(job.id)
+                    return True
             return False  # unknown or finished task: a forged or late callback changes nothing
         if a.job.state is _R:
             self.poll_now(a)
@@ -76,6 +82,8 @@ class Watch:
     async def on_callback_request(self, provider: str, job_id: str, token: str) -> bool:
         ctx = self._ctx
         a = ctx.active.get(job_id)
+        if a is None and ctx.sharing is not None and provider == ctx.provider.name:
+            return await self._callback_elsewhere(provider, job_id, token)
         if a is None or provider != ctx.provider.name or a.job.provider != provider:
             return False
         expected = a.job.callback_token
@@ -84,6 +92,20 @@ class Watch:
         if a.job.state is _R and a.job.task_id:
             return await self.on_provider_callback(provider, a.job.task_id)
         a.callback_seen = True  # came before the submit answer: poll as soon as running
+        return True
+
+    async def _callback_elsewhere(self, provider: str, job_id: str, token: str) -> bool:
+        """A callback for a job this process does not hold: checked against the stored
+        job, then its holder is woken to poll (any process may receive callbacks)."""
+        ctx = self._ctx
+        assert ctx.sharing is not None
+        job = await ctx.store.get(job_id)
+        if job is None or job.provider != provider or job.state not in (_S, _R):
+            return False
+        expected = job.callback_token
+        if expected is None or not hmac.compare_digest(expected.encode(), token.encode()):
+            return False
+        await ctx.sharing.forward_callback(job_id)
         return True
 
     # --- polls ----------------------------------------------------------------------
@@ -219,6 +241,7 @@ class Watch:
                 task_attempts=a.job.task_attempts + 1,
             )
             if back is None:
+                ctx.untrack(a)  # settled meanwhile, here or by another process
                 return
             if old_task:
                 ctx.by_task.pop(old_task, None)
@@ -254,7 +277,9 @@ class Watch:
             return
         job = await ctx.store.transition(job_id, [_R], _D, result_urls=urls, progress=100)
         if job is None:
-            return  # lost to a cancel or the deadline, which settled it
+            # Lost to a cancel or the deadline (settled), or to another process.
+            ctx.untrack(a)
+            return
         a.job, a.progress = job, 100
         ctx.timers.cancel(("poll", job_id))
         ctx.publish(a, force=True)

@@ -13,6 +13,7 @@ from storage.postgres.db import SCHEMA_TABLE, load_pg_migrations, redact_url
 from storage.postgres.ops import bot_holding
 
 _TIMEOUT = 10.0
+_WORKERS_VERSION = 9  # the migration that added the workers table
 
 
 async def check_postgres(url: str) -> Check:
@@ -54,12 +55,25 @@ async def check_postgres(url: str) -> Check:
                 "CREATE on the database",
             )
         holder = await bot_holding(conn)
+        workers: list[str] = []
+        if version >= _WORKERS_VERSION:
+            # Processes sharing the work that gave a heartbeat lately (their lease's
+            # third; two minutes covers any LEASE_SECONDS up to six).
+            rows = await conn.fetch(
+                "SELECT host, pid FROM workers "
+                "WHERE seen_at > extract(epoch FROM clock_timestamp()) - 120 "
+                "ORDER BY started_at"
+            )
+            workers = [f"{r[0]}:{r[1]}" for r in rows]
     except asyncpg.PostgresError as exc:
         return fail("database", f"cannot use {shown}: {exc}", "check the user's privileges")
     finally:
         await conn.close()
     in_use = ""
-    if holder is not None:
+    if len(workers) > 1:
+        shown_workers = ", ".join(workers[:5]) + (", ..." if len(workers) > 5 else "")
+        in_use = f"; {len(workers)} bot processes share it ({shown_workers})"
+    elif holder is not None:
         in_use = f"; in use by wanbot (PID {holder})" if holder else "; in use"
     schema = "current" if version == latest else f"the next start upgrades it to {latest}"
     return ok("database", f"PostgreSQL {shown}, schema version {version} ({schema}){in_use}")

@@ -150,6 +150,7 @@ class Running:
     busy: Busy
     mock: MockProvider
     bot_requests: BotRequests | None = None
+    connect: asyncio.Task[None] | None = None  # the gateway connection (bot.connect)
 
     async def settle(self, turns: int = 30, timeout: float = 5.0) -> None:
         """Until nothing is in flight (fake Discord requests, store and provider calls)
@@ -230,14 +231,18 @@ async def running_bot(
     clock: FakeClock,
     *,
     settings: dict[str, Any] | None = None,
+    make_bot: Callable[..., WanBot] = WanBot,
+    wait_ready: bool = True,
     **runtime_options: Any,
 ) -> AsyncIterator[Running]:
-    """A logged-in, connected, ready WanBot over a fresh Runtime on `db_path`."""
+    """A logged-in, connected, ready WanBot over a fresh Runtime on `db_path`.
+    `make_bot(rt, **options)` builds it (a sharded bot: `bot.discord.shards.build_bot`
+    with its arguments bound); without `wait_ready`, the test waits for it itself."""
     async with aiohttp.ClientSession() as session:
         config = settings_for_tests(db_path, **(settings or {}))
         rt, busy, mock = build_runtime(config, clock, session, **runtime_options)
         with endpoints(fake.api_base, fake.gateway_url):
-            bot = WanBot(rt, guild_ready_timeout=0.05, metrics=rt.metrics)
+            bot = make_bot(rt, guild_ready_timeout=0.05, metrics=rt.metrics)
             bot_requests = BotRequests(bot)
             connect: asyncio.Task[None] | None = None
             try:
@@ -245,8 +250,9 @@ async def running_bot(
                 rt.engine.register_delivery("discord", bot.delivery)
                 await rt.start()
                 connect = asyncio.create_task(bot.connect(reconnect=False))
-                await asyncio.wait_for(bot.wait_until_ready(), timeout=5.0)
-                yield Running(fake, bot, rt, clock, busy, mock, bot_requests)
+                if wait_ready:
+                    await asyncio.wait_for(bot.wait_until_ready(), timeout=5.0)
+                yield Running(fake, bot, rt, clock, busy, mock, bot_requests, connect)
             finally:
                 await rt.close()
                 await bot.close()

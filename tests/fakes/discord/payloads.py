@@ -56,13 +56,32 @@ class Snowflakes:
     def __init__(self) -> None:
         self._counter = itertools.count(1)
 
-    def next(self) -> str:
+    def next(self, *, shard: tuple[int, int] | None = None) -> str:
+        """A new id; with `shard` (id, count), one that shard owns: Discord routes a
+        guild to shard (guild_id >> 22) % count, so the time part is moved a few ms on."""
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        if shard is not None:
+            ms += (shard[0] - ms) % shard[1]
         return str((ms << 22) | (1 << 17) | (next(self._counter) & 0xFFF))
+
+
+def shard_of(guild_id: str | int, count: int) -> int:
+    """The shard that receives a guild's events (Discord's gateway docs, "Sharding")."""
+    return (int(guild_id) >> 22) % count
 
 
 def iso_now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class FakeGuild:
+    """A server the bot is in. The first one is the world's `guild_id`; more are added
+    with `add_guild` (for sharding: each goes to the shard that owns its id)."""
+
+    id: str
+    name: str
+    general: FakeChannel | None = None  # its first text channel
 
 
 @dataclass

@@ -73,15 +73,19 @@ class RestMixin(GatewayMixin):
         )
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
+        # GET /gateway answers the url only; /gateway/bot adds shards and the limits.
+        if request.path.endswith("/gateway"):
+            return json_response({"url": self.gateway_url})
+        self._check_auth(request)
         return json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 1000,
                     "reset_after": 0,
-                    "max_concurrency": 1,
+                    "max_concurrency": self.max_concurrency,
                 },
             }
         )
@@ -356,7 +360,7 @@ class RestMixin(GatewayMixin):
 
     async def _get_member(self, request: web.Request) -> web.Response:
         user = self.users.get(request.match_info["user"])
-        if user is None or request.match_info["guild"] != self.guild_id:
+        if user is None or request.match_info["guild"] not in self.guilds:
             raise ApiError(404, 10007, "Unknown Member")
         return json_response(user.member_payload())
 

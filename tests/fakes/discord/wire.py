@@ -14,6 +14,7 @@ from tests.fakes.discord.payloads import (
     EPHEMERAL,
     LOADING,
     FakeUser,
+    shard_of,
 )
 
 JSON_TYPE = "application/json"  # exactly: discord.py parses JSON only with this header
@@ -21,6 +22,8 @@ API_PREFIX = "/api/v10"
 MESSAGE_CONTENT_INTENT = 1 << 15
 GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19  # application flag: the portal switch is on
 DISALLOWED_INTENTS = 4014  # gateway close code
+INVALID_SHARD = 4010  # gateway close code: a shard out of range (or already connected here)
+SHARDING_REQUIRED = 4011  # gateway close code: the bot is in too many guilds for one session
 
 # Interaction types and callback types (Discord API docs).
 APPLICATION_COMMAND = 2
@@ -161,6 +164,27 @@ class GatewayConnection:
     ws: web.WebSocketResponse
     seq: int = 0
     ready: bool = False
+    shard: tuple[int, int] | None = None  # (id, count) from IDENTIFY; None: every guild
+
+    def owns(self, guild_id: str | None) -> bool:
+        """Whether this session gets the guild's events (no guild: DMs, on shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, count) == shard_id
+
+
+@dataclass
+class IdentifyRecord:
+    """One IDENTIFY the fake gateway accepted or refused."""
+
+    shard: tuple[int, int] | None
+    bucket: int  # shard_id % max_concurrency (0 without a shard)
+    clock_at: float  # the injected clock's monotonic time
+    real_at: float  # time.monotonic()
+    close_code: int | None = None  # set when the session was refused
 
 
 @dataclass

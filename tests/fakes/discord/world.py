@@ -23,6 +23,7 @@ from tests.fakes.discord.payloads import (
     PUBLIC_THREAD,
     FakeAttachment,
     FakeChannel,
+    FakeGuild,
     FakeRole,
     FakeUser,
     Snowflakes,
@@ -35,6 +36,7 @@ from tests.fakes.discord.wire import (
     FakeInteraction,
     GatewayConnection,
     HangRule,
+    IdentifyRecord,
     RecordedFile,
     RecordedRequest,
     ScriptedFailure,
@@ -71,6 +73,7 @@ class World:
         self.application_id = self._ids.next()
         self.bot = FakeUser(id=self.application_id, username="wanbot", bot=True)
         self.guild_id = self._ids.next()
+        self.guilds: dict[str, FakeGuild] = {self.guild_id: FakeGuild(self.guild_id, "Fake Guild")}
         self.owner = FakeUser(id=self._ids.next(), username="owner", admin=True)
         self.everyone = FakeRole(id=self.guild_id, name="@everyone", permissions=0)
         self.bot_role = FakeRole(id=self._ids.next(), name="wanbot", permissions=BOT_PERMISSIONS)
@@ -84,6 +87,13 @@ class World:
         self._by_token: dict[str, FakeInteraction] = {}
         self.requests: list[RecordedRequest] = []
         self.identifies: list[dict[str, Any]] = []
+        # Sharding (gateway.py): what /gateway/bot answers, whether an IDENTIFY without
+        # a shard is refused (4011, as for a bot in 2,500+ servers), each IDENTIFY's
+        # shard, rate-limit bucket and time.
+        self.recommended_shards = 1
+        self.max_concurrency = 1
+        self.sharding_required = False
+        self.identify_log: list[IdentifyRecord] = []
         self.errors: list[Exception] = []  # exceptions inside the fake's handlers
         self.in_flight = 0  # REST requests being answered
         self.commands: dict[str | None, list[dict[str, Any]]] = {}
@@ -106,6 +116,7 @@ class World:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.general = self.add_channel("general")
+        self.guilds[self.guild_id].general = self.general
 
     @property
     def base_url(self) -> str:
@@ -148,13 +159,25 @@ class World:
         self.roles[role.id] = role
         return role
 
-    def add_channel(self, name: str, *, bot_deny: int = 0) -> FakeChannel:
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> FakeGuild:
+        """Another server the bot is in, with a "general" channel; with `shard` (id,
+        count), one whose events go to that shard. Add guilds before the bot connects
+        (no GUILD_CREATE is sent for one added later)."""
+        guild = FakeGuild(self._ids.next(shard=shard), name)
+        self.guilds[guild.id] = guild
+        guild.general = self.add_channel("general", guild=guild)
+        return guild
+
+    def add_channel(
+        self, name: str, *, bot_deny: int = 0, guild: FakeGuild | None = None
+    ) -> FakeChannel:
+        guild_id = guild.id if guild is not None else self.guild_id
         channel = FakeChannel(
             id=self._ids.next(),
-            guild_id=self.guild_id,
+            guild_id=guild_id,
             name=name,
             bot_deny=bot_deny,
-            position=len(self.channels),
+            position=sum(1 for c in self.channels.values() if c.guild_id == guild_id),
         )
         self.channels[channel.id] = channel
         return channel
@@ -242,7 +265,7 @@ class World:
     ) -> FakeChannel:
         thread = FakeChannel(
             id=thread_id,
-            guild_id=self.guild_id,
+            guild_id=parent.guild_id,
             name=name,
             type=PUBLIC_THREAD,
             parent_id=parent.id,
@@ -251,14 +274,25 @@ class World:
         self.channels[thread.id] = thread
         return thread
 
-    def _guild_payload(self) -> dict[str, Any]:
-        roles = [role.payload(i) for i, role in enumerate(self.roles.values())]
+    def guild_of(self, channel_id: str) -> str:
+        """The guild a channel or thread belongs to."""
+        channel = self.channels.get(channel_id)
+        return channel.guild_id if channel is not None else self.guild_id
+
+    def _guild_payload(self, guild_id: str | None = None) -> dict[str, Any]:
+        guild = self.guilds[guild_id or self.guild_id]
+        # Every guild has the same roles and members; @everyone's id is the guild's.
+        roles = [
+            (FakeRole(guild.id, r.name, r.permissions) if r is self.everyone else r).payload(i)
+            for i, r in enumerate(self.roles.values())
+        ]
         members = [u.member_payload() for u in self.users.values()]
-        channels = [self._channel_payload(c) for c in self.channels.values() if not c.is_thread]
-        threads = [self._channel_payload(c) for c in self.threads()]
+        mine = [c for c in self.channels.values() if c.guild_id == guild.id]
+        channels = [self._channel_payload(c) for c in mine if not c.is_thread]
+        threads = [self._channel_payload(c) for c in mine if c.is_thread]
         return {
-            "id": self.guild_id,
-            "name": "Fake Guild",
+            "id": guild.id,
+            "name": guild.name,
             "icon": None,
             "owner_id": self.owner.id,
             "roles": roles,
@@ -336,7 +370,7 @@ class World:
                 "type": 0,
                 "message_id": reply_to,
                 "channel_id": ref["channel_id"] if ref else channel.id,
-                "guild_id": self.guild_id,
+                "guild_id": channel.guild_id,
             }
             msg["referenced_message"] = ref
         channel.message_count += 1
@@ -354,7 +388,7 @@ class World:
         return {**msg, "content": "", "embeds": [], "attachments": [], "components": []}
 
     def _gateway_message(self, msg: dict[str, Any]) -> dict[str, Any]:
-        event = {**self._visible(msg), "guild_id": self.guild_id}
+        event = {**self._visible(msg), "guild_id": self.guild_of(msg["channel_id"])}
         author = self.users.get(msg["author"]["id"])
         if author is not None:
             event["member"] = author.member_payload(with_user=False)

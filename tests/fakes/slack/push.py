@@ -33,7 +33,9 @@ class PushMixin:
 
     if TYPE_CHECKING:  # provided by SocketModeMixin and WebApiMixin
 
-        async def deliver(self, type_: str, payload: dict[str, Any]) -> Envelope: ...
+        async def deliver(
+            self, type_: str, payload: dict[str, Any], *, to: int | None = None
+        ) -> Envelope: ...
 
         def issue_trigger(self, user: str) -> str: ...
 
@@ -93,7 +95,9 @@ class PushMixin:
             message["thread_ts"] = thread_ts
         return self.world.store_message(channel.id, message)
 
-    async def event(self, event: dict[str, Any], *, event_id: str | None = None) -> Envelope:
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, to: int | None = None
+    ) -> Envelope:
         payload = {
             "token": VERIFICATION_TOKEN,
             "team_id": TEAM_ID,
@@ -114,7 +118,7 @@ class PushMixin:
             "is_ext_shared_channel": False,
             "event_context": self.ids.make("EC"),
         }
-        return await self.deliver("events_api", payload)
+        return await self.deliver("events_api", payload, to=to)
 
     async def mention(
         self,
@@ -124,9 +128,11 @@ class PushMixin:
         *,
         files: list[SlackFile] | None = None,
         thread_ts: str | None = None,
+        to: tuple[int | None, int | None] = (None, None),
     ) -> tuple[Envelope, Envelope]:
         """A message mentioning the bot: Slack sends `app_mention` and the `message`
-        (subtype file_share when files came with it), two events for one post."""
+        (subtype file_share when files came with it), two events for one post. `to`:
+        the socket of each (see `deliver`); with several, they may land apart."""
         message = self.user_message(
             user, channel, f"<@{BOT_USER_ID}> {text}", files=files, thread_ts=thread_ts
         )
@@ -143,7 +149,7 @@ class PushMixin:
             "channel_type": "channel",
             "event_ts": message["ts"],
         }
-        return await self.event(mention), await self.event(plain)
+        return await self.event(mention, to=to[0]), await self.event(plain, to=to[1])
 
     async def block_action(
         self,

@@ -78,9 +78,17 @@ class SocketModeMixin:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def deliver(
-        self, type_: str, payload: dict[str, Any], *, retry_attempt: int = 0, retry_reason: str = ""
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        to: int | None = None,
     ) -> Envelope:
-        """Send one envelope on the open socket (waits for the app to connect)."""
+        """Send one envelope on the newest open socket, or on open socket number `to`
+        (in connection order: with several connections Slack picks one per envelope).
+        Waits for the app to connect."""
         await self.wait_connected()
         envelope = Envelope(
             envelope_id=f"{self.ids.make('env')}-{time.monotonic_ns()}",
@@ -91,19 +99,33 @@ class SocketModeMixin:
             retry_reason=retry_reason,
         )
         self.envelopes.append(envelope)
-        socket = next(s for s in reversed(self.sockets) if not s.closed)
+        open_sockets = [s for s in self.sockets if not s.closed]
+        socket = open_sockets[-1 if to is None else to]
         envelope.sent_real = time.monotonic()
         await socket.send_json(envelope.frame())
         return envelope
 
-    async def redeliver(self, envelope: Envelope, reason: str = "timeout") -> Envelope:
-        """Slack's retry of an event: a new envelope, the same payload (same event_id)."""
+    async def redeliver(
+        self, envelope: Envelope, reason: str = "timeout", *, to: int | None = None
+    ) -> Envelope:
+        """Slack's retry of an event: a new envelope, the same payload (same event_id),
+        on any of the open sockets (`to`, as in `deliver`)."""
         return await self.deliver(
             envelope.type,
             envelope.payload,
             retry_attempt=envelope.retry_attempt + 1,
             retry_reason=reason,
+            to=to,
         )
+
+    async def wait_sockets(self, count: int, timeout: float = 5.0) -> None:
+        """Until `count` sockets are open (several processes, one connection each)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while len([s for s in self.sockets if not s.closed]) < count:
+            if loop.time() > end:
+                raise TimeoutError(f"{count} Socket Mode connections never opened")
+            await asyncio.sleep(0.005)  # polling a condition with a deadline
 
     async def acked(self, envelope: Envelope, timeout: float = 5.0) -> Ack:
         """The app's ack of `envelope` (TimeoutError when none comes in `timeout`)."""
