@@ -13,7 +13,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import asyncpg
@@ -123,11 +123,16 @@ class World:
             calm = calm + 1 if self.tally.count == 0 else 0
             assert loop.time() < end, "database calls still in flight"
 
-    async def advance_until(self, predicate: Callable[[], bool], limit: float = 600) -> None:
+    async def advance_until(
+        self, predicate: Callable[[], bool | Awaitable[bool]], limit: float = 600
+    ) -> None:
+        """Move fake time timer by timer until `predicate()` holds (checked each time
+        every process's database work has finished)."""
         start = self.clock.monotonic()
         while True:
             await self.settle()
-            if predicate():
+            held = predicate()
+            if held if isinstance(held, bool) else await held:
                 return
             delay = self.clock.next_deadline()
             assert delay is not None and self.clock.monotonic() - start < limit, "stuck"
@@ -169,17 +174,7 @@ async def world(pg_url: str, clock: FakeClock) -> AsyncIterator[World]:
 
 
 async def run_all(world: World) -> None:
-    async def final() -> bool:
-        return await world.all_final()
-
-    for _ in range(400):
-        await world.settle()
-        if await final():
-            return
-        delay = world.clock.next_deadline()
-        assert delay is not None, "no timer left and jobs unfinished"
-        await world.clock.advance(max(delay, 0.0))
-    raise AssertionError("jobs did not finish")
+    await world.advance_until(world.all_final)
 
 
 async def test_limits_hold_across_processes_and_every_job_is_delivered_once(
