@@ -31,7 +31,7 @@ BENCHMARKS: dict[str, tuple[str, float]] = {
     "images": ("header-only image check vs full decode", 120),
     "ledger": ("quota ledger reserve + settle per second", 120),
     "polling": ("poll schedule vs the optimum and the fixed schedules, 3 duration models", 300),
-    "delivery": ("delivery lag and status calls: engine vs fixed schedules, callbacks", 480),
+    "delivery": ("delivery lag and status calls: engine vs fixed schedules, callbacks", 900),
     "ack": ("interaction acknowledgement latency with 0/100/1,000 jobs in flight", 300),
     "slack_ack": ("Slack command acknowledgement latency with 0/1,000 jobs in flight", 300),
     "scale": ("2,000 concurrent jobs: CPU per job, peak RSS, loop lag", 360),

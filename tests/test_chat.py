@@ -201,11 +201,15 @@ async def test_the_card_comes_after_admission_and_before_any_update(world: World
     options = world.service.check("a red fox", count=2)
     job = await world.service.starter.start(conv, options)
     [card] = conv.posted
-    # Nothing was waiting for this job: it is starting, not waiting for a free slot.
-    assert card.title == wording.STARTING_TITLE and card.footer == f"Job {job.id}"
+    # Nothing was waiting for this job: it had a provider slot at once, so the card
+    # says it is generating, not waiting for a free slot...
+    assert card.title == "🎨 Generating" and card.footer == f"Job {job.id}"
     final = await world.final(job.id)
     assert final.state is JobState.DONE and final.delivered == 2
     kinds = world.surface.kinds(job.id)
+    # ...and the submit's own "generating" news is not edited in again: only progress.
+    edits = [c for k, _, c in world.surface.events if k == "status"]
+    assert all(c.progress is not None for c in edits), edits
     assert kinds[0] != "results" and kinds[-2:] == ["results", "done"]
     assert world.surface.events[0][0] == "card"  # before any edit of it
     [(_, _, (result, look_first, delivery))] = [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from bot.core.models import (
     JobState,
     ProviderFailure,
 )
+from bot.discord.bot import YOUNG_GENERATION
 from tests.fakes.discord import ATTACH_FILES, CREATE_PUBLIC_THREADS, FakeDiscord, FakeUser
 from tests.fakes.discord.harness import Running, running_bot
 from tests.image_corpus import solid
@@ -236,7 +238,9 @@ async def test_losing_permission_before_posting_fails_the_job_with_the_reason(
 async def _job_once(run: Running, fake: FakeDiscord, interaction: Any) -> Any:
     await fake.wait_until(lambda: interaction.original_message_id)
     await fake.wait_until(
-        lambda: title(fake.messages[interaction.original_message_id]).startswith(("🚀", "⏳", "📨"))
+        lambda: title(fake.messages[interaction.original_message_id]).startswith(
+            ("🚀", "⏳", "📨", "🎨")
+        )
     )
     await run.settle()
     return await run.latest_job()
@@ -533,3 +537,15 @@ async def test_control_characters_never_reach_the_provider_or_a_message(
         for message in world.fake.messages.values():
             shown = repr(message["content"]) + repr(message["embeds"])
             assert "\\x00" not in shown and "\\x1b" not in shown and "\\u202e" not in shown
+
+
+async def test_once_ready_start_up_objects_are_frozen_and_young_passes_are_rarer(
+    run: Running,
+) -> None:
+    # Most of a job's objects die young: a larger young generation frees them before a
+    # collection pass ever walks them (bot/discord/bot.py, measured in bench scale).
+    gc.set_threshold(700, 10, 10)
+    frozen = gc.get_freeze_count()
+    await run.bot.on_ready()
+    assert gc.get_threshold() == (YOUNG_GENERATION, 10, 10)
+    assert gc.get_freeze_count() >= frozen > 0

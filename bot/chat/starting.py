@@ -21,7 +21,7 @@ from bot.chat.meta import ChatMeta
 from bot.chat.surface import Conversation
 from bot.core.clock import Clock
 from bot.core.errors import ValidationFailed
-from bot.core.models import GenerationRequest, Job, JobState, ProgressUpdate
+from bot.core.models import GenerationRequest, Job
 from bot.core.ports import ImageProvider, JobService, JobStore, QuotaAdmin
 from bot.core.validation import (
     CheckedOptions,
@@ -163,9 +163,7 @@ class Starter:
             },
             parent_job_id=parent_job_id,
         )
-        update = ProgressUpdate(
-            state=JobState.QUEUED, queue_position=deps.engine.queue_position(job.id)
-        )
+        update = deps.engine.card_update(job.id)
         card = cards.status_card(
             request,
             update,

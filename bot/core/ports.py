@@ -184,6 +184,11 @@ class JobService(Protocol):
         """1-based position among jobs waiting for a provider slot, None if not waiting."""
         ...
 
+    def card_update(self, job_id: str) -> ProgressUpdate:
+        """What a just-admitted job's first status card should say: its place in line,
+        or that it is generating once it has a provider slot here."""
+        ...
+
     async def on_provider_callback(self, provider: str, task_id: str) -> bool:
         """A provider said the task changed: query its status now (the body is never
         trusted). False when no active job has that task."""

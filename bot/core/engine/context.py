@@ -228,6 +228,13 @@ class Context:
                 self.publish(a)
 
     def publish(self, a: Active, *, force: bool = False) -> None:
+        update = self.snapshot(a)
+        if update.queue_position is not None:
+            a.sent_position = update.queue_position
+        self.progress.publish(a.job.id, update, force=force)
+
+    def snapshot(self, a: Active) -> ProgressUpdate:
+        """Where the job is now, as its status card would tell it."""
         state = a.job.state
         position = self.queue.position(a.job.id) if state is _Q else None
         if state is _Q and position is None and a.slot:
@@ -237,16 +244,13 @@ class Context:
             eta = a.plan.eta(self.clock.monotonic())
         elif position is not None:
             eta = self._queue_eta(a, position)
-        update = ProgressUpdate(
+        return ProgressUpdate(
             state=state,
             progress=a.progress if state in (_R, _D) else None,
             eta_seconds=round(eta) if eta is not None else None,
             queue_position=position,
             retrying_after=a.retrying_after,
         )
-        if position is not None:
-            a.sent_position = position
-        self.progress.publish(a.job.id, update, force=force)
 
     def _queue_eta(self, a: Active, position: int) -> float | None:
         bounds = self.durations.bounds(self.duration_key(a.job))

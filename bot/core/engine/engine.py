@@ -44,7 +44,7 @@ from bot.core.engine.watching import Watch
 from bot.core.errors import ShuttingDown
 from bot.core.ids import new_job_id, normalize_job_id
 from bot.core.metrics import NO_METRICS, EngineMetrics
-from bot.core.models import GenerationRequest, Job, Requester
+from bot.core.models import GenerationRequest, Job, JobState, ProgressUpdate, Requester
 from bot.core.ports import AdminAlerts, DeliveryPort, ImageProvider, JobStore, WorkShare
 
 __all__ = [
@@ -220,6 +220,21 @@ class JobEngine:
 
     def queue_position(self, job_id: str) -> int | None:
         return self._ctx.queue.position(normalize_job_id(job_id) or job_id.strip())
+
+    def card_update(self, job_id: str) -> ProgressUpdate:
+        ctx = self._ctx
+        a = ctx.active.get(normalize_job_id(job_id) or job_id.strip())
+        if a is None:
+            return ProgressUpdate(state=JobState.QUEUED)  # in the shared queue, or done
+        update = ctx.snapshot(a)
+        if update.state is not JobState.SUBMITTING:
+            return update
+        # Taken from the queue: the provider has it within the submit's round trip, and
+        # "generating" would be the very next edit. Said now (with the usual duration
+        # as the estimate), that edit carries nothing new and is not sent.
+        bounds = ctx.durations.bounds(ctx.duration_key(a.job))
+        eta = round((bounds[0] + bounds[1]) / 2) if bounds is not None else None
+        return ProgressUpdate(state=JobState.RUNNING, eta_seconds=eta)
 
     async def on_provider_callback(self, provider: str, task_id: str) -> bool:
         return await self._watch.on_provider_callback(provider, task_id)

@@ -82,10 +82,11 @@ class PollPolicy:
     # Step while the estimate is only the default guess (no history, no hints):
     # the documented 5 s beat, since a finer one costs calls without knowledge to aim.
     guess_interval: float = 5.0
-    # With history only: seconds of lag one status call is worth (durations.py). 0.14
-    # gives a median lag just under 1 s on 20-60 s tasks at ~0.93x the fixed
-    # schedule's calls (bench/RESULTS.md, "Poll schedule"); lower buys lag with calls.
-    lag_per_call: float = 0.14
+    # With history only: seconds of lag one status call is worth (durations.py). 0.135
+    # gives a median lag of about 0.95 s on 20-60 s tasks at about 0.94x the fixed
+    # schedule's calls, near the optimum's own trade (bench/RESULTS.md, "Poll
+    # schedule"); lower buys lag with calls.
+    lag_per_call: float = 0.135
     max_interval: float = 30.0  # longest wait between two polls, whatever the estimate
     callback_interval: float = 30.0  # safety-net polling when callbacks are on...
     callback_quantile: float = 0.99  # ...from this quantile of recent durations on
