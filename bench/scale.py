@@ -148,8 +148,8 @@ def _cpu_missed(result: Result) -> str:
         "and the garbage collector's young generation is 20,000 objects after "
         "`gc.freeze()` (GC time 0.25-0.40 to about 0.06 ms a job, longest loop stall "
         "107-125 to 36 ms, in A/B runs on this machine). Tried and within the run-to-run "
-        "spread (about +-1 ms): orjson for discord.py, uvloop. What is left is about 14 "
-        "HTTP requests a job through aiohttp and discord.py. The machine moves the figure: "
+        "spread (about +-1 ms): orjson for discord.py, uvloop. What is left is mostly "
+        "those HTTP requests, through aiohttp and discord.py. The machine moves the figure: "
         "the code as it was when the issue was filed (10.8-10.9 ms then) measured about "
         "13.5 ms here on 2026-12-01."
     )
