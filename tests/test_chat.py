@@ -227,6 +227,18 @@ async def test_the_card_comes_after_admission_and_before_any_update(world: World
     assert world.surface.released == [job.id]  # the job ended: hosted inputs go
 
 
+async def test_once_tasks_have_finished_a_starting_card_tells_the_usual_duration(
+    world: World,
+) -> None:
+    first = await world.service.starter.start(Conv(world.surface), world.service.check("a fox"))
+    await world.final(first.id)
+    conv = Conv(world.surface)
+    await world.service.starter.start(conv, world.service.check("a second fox"))
+    [card] = conv.posted
+    # The first task's duration is history now: the card estimates from it at once.
+    assert card.title == "🎨 Generating" and card.eta_seconds is not None
+
+
 async def test_a_refused_request_posts_nothing_and_says_one_wording(world: World) -> None:
     conv = Conv(world.surface)
     with pytest.raises(QuotaDenied) as refused:

@@ -253,11 +253,16 @@ class Context:
         )
 
     def _queue_eta(self, a: Active, position: int) -> float | None:
-        bounds = self.durations.bounds(self.duration_key(a.job))
-        if bounds is None:
+        typical = self.typical_duration(a.job)
+        if typical is None:
             return None
         rounds = math.ceil(position / self.config.provider_concurrency)
-        return rounds * (bounds[0] + bounds[1]) / 2
+        return rounds * typical
+
+    def typical_duration(self, job: Job) -> float | None:
+        """Seconds a task like this one usually takes, from recent ones (None: no history)."""
+        bounds = self.durations.bounds(self.duration_key(job))
+        return None if bounds is None else (bounds[0] + bounds[1]) / 2
 
     async def _send_progress(self, job_id: str, update: ProgressUpdate) -> None:
         a = self.active.get(job_id)

@@ -232,8 +232,8 @@ class JobEngine:
         # Taken from the queue: the provider has it within the submit's round trip, and
         # "generating" would be the very next edit. Said now (with the usual duration
         # as the estimate), that edit carries nothing new and is not sent.
-        bounds = ctx.durations.bounds(ctx.duration_key(a.job))
-        eta = round((bounds[0] + bounds[1]) / 2) if bounds is not None else None
+        typical = ctx.typical_duration(a.job)
+        eta = round(typical) if typical is not None else None
         return ProgressUpdate(state=JobState.RUNNING, eta_seconds=eta)
 
     async def on_provider_callback(self, provider: str, task_id: str) -> bool:
