@@ -157,6 +157,21 @@ async def held_by(fleet: Fleet, states: set[JobState]) -> dict[str, list[Job]]:
     return found
 
 
+async def stop_and_check_nothing_changed(
+    fleet: Fleet, before: dict[str, Job], ledger_before: list[tuple[str, str, int]]
+) -> None:
+    """Stop every process, then: the jobs and the ledger are as they were before the
+    frozen process woke (it neither posted nor settled again), and the audit holds."""
+    await fleet.stop_all()  # whatever the old holder would still do, it has done
+    jobs = await fleet.jobs()
+    assert {j.id: (j.state, j.delivered) for j in jobs} == {
+        j.id: (j.state, j.delivered) for j in before.values()
+    }
+    assert fleet.db is not None
+    assert await fleet.db.ledger() == ledger_before  # settled once, before it woke
+    await fleet.audit(jobs)
+
+
 def by_name(fleet: Fleet, name: str) -> Member:
     return next(m for m in fleet.members if m.name == name)
 
@@ -242,13 +257,7 @@ async def test_sigstop_past_the_lease_during_an_upload(world: World) -> None:
     await asyncio.wait_for(gate.answered.wait(), 10)
     assert fleet.db is not None
     await poll(lambda: heartbeat_after(fleet, holder, resumed_at), "the frozen process to run")
-    await fleet.stop_all()  # whatever the old holder would still do, it has done
-    jobs = await fleet.jobs()
-    assert {j.id: (j.state, j.delivered) for j in jobs} == {
-        j.id: (j.state, j.delivered) for j in before.values()
-    }
-    assert await fleet.db.ledger() == ledger_before  # settled once, before it woke
-    await fleet.audit(jobs)
+    await stop_and_check_nothing_changed(fleet, before, ledger_before)
     posted = result_messages(fake, job_id)
     assert len(posted) == 1, f"job {job_id} posted {len(posted)} times"
     # The frozen upload, reaching Discord late, got the taker's message back (the
@@ -287,13 +296,7 @@ async def test_sigstop_past_the_lease_while_downloading_results(world: World) ->
         return f"job {job_id}: " in holder.bot.log_text()[log_from:]
 
     await poll(_async(let_go), f"the frozen process to let go of {job_id}")
-    await fleet.stop_all()
-    jobs = await fleet.jobs()
-    assert {j.id: (j.state, j.delivered) for j in jobs} == {
-        j.id: (j.state, j.delivered) for j in before.values()
-    }
-    assert await fleet.db.ledger() == ledger_before
-    await fleet.audit(jobs)
+    await stop_and_check_nothing_changed(fleet, before, ledger_before)
     uploads = result_uploads(fake, job_id)
     assert len(uploads) == 1, f"job {job_id} uploaded by {len(uploads)} requests: {uploads}"
 
@@ -341,13 +344,7 @@ async def test_sigstop_past_the_lease_while_submitting(world: World) -> None:
         _async(lambda: f"{job.id}" in holder.bot.log_text()[log_from:]),
         f"the frozen process to let go of {job.id}",
     )
-    await fleet.stop_all()
-    jobs = await fleet.jobs()
-    assert {j.id: (j.state, j.delivered) for j in jobs} == {
-        j.id: (j.state, j.delivered) for j in before.values()
-    }
-    assert await fleet.db.ledger() == ledger_before
-    await fleet.audit(jobs)
+    await stop_and_check_nothing_changed(fleet, before, ledger_before)
     submits = [t for t in apixo.tasks.values() if t.body["input"]["prompt"] == prompt]
     assert len(submits) == 1, f"job {job.id} submitted {len(submits)} times"
     assert not result_messages(fake, job.id)
