@@ -149,9 +149,12 @@ def _cpu_missed(result: Result) -> str:
         "`gc.freeze()` (GC time 0.25-0.40 to about 0.06 ms a job, longest loop stall "
         "107-125 to 36 ms, in A/B runs on this machine). Tried and within the run-to-run "
         "spread (about +-1 ms): orjson for discord.py, uvloop. What is left is mostly "
-        "those HTTP requests, through aiohttp and discord.py. The machine moves the figure: "
-        "the code as it was when the issue was filed (10.8-10.9 ms then) measured about "
-        "13.5 ms here on 2026-12-01."
+        "those HTTP requests, through aiohttp and discord.py. The machine moves the figure "
+        "more than any of that: the code of commit 40930a5, which recorded 10.23 ms here "
+        "on 2026-11-30 21:29, measured 15.7 and 15.9 ms on 2026-12-01 04:30, and this "
+        "code 16.3 and 16.5 ms in the same half hour, runs interleaved (not this run): "
+        "the target asks about a third less CPU than the code that nearly met it now "
+        "takes on this machine."
     )
 
 
