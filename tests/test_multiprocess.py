@@ -707,7 +707,10 @@ async def test_a_process_frozen_inside_a_claim_does_not_stall_the_others(world: 
         frozen.bot.resume()
     jobs = await fleet.wait_all_final()
     totals = await fleet.audit(jobs)
-    assert totals == {"jobs": SHARDS - 1, "done": SHARDS - 1, "charged": SHARDS - 1}
+    ended = {j.id: (j.state.value, j.error_code) for j in jobs}
+    assert totals == {"jobs": SHARDS - 1, "done": SHARDS - 1, "charged": SHARDS - 1}, (
+        f"{ended}\n{fleet.logs()[-20000:]}"
+    )
     await fleet.stop_all()
 
 

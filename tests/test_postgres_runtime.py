@@ -167,6 +167,22 @@ async def test_admission_is_exact_across_separate_pools(pg_url: str, clock: Fake
         await second.close()
 
 
+async def test_every_pooled_session_ends_a_transaction_left_idle(pg_url: str) -> None:
+    """Every transaction, not only those that remember to ask (the engine's sharing
+    test shows why: test_sharing.py, a holder paused inside a transaction)."""
+    db = PgDatabase(pg_url, pool_size=1)
+    await db.open()
+    try:
+        for _ in range(2):
+            async with db.transaction() as conn:
+                assert await conn.fetchval("SHOW idle_in_transaction_session_timeout") == "5s"
+                # Even a session changed so: the pool's reset on release puts it back.
+                await conn.execute("SET idle_in_transaction_session_timeout = 0")
+        assert await db.fetchval("SHOW idle_in_transaction_session_timeout") == "5s"
+    finally:
+        await db.close()
+
+
 async def test_a_clock_far_from_the_servers_is_reported(
     pg_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
@@ -27,17 +28,19 @@ from bot.core.quota import QuotaDefaults
 from bot.ops.doctor.pg import check_postgres
 from storage.postgres.db import PgDatabase
 from storage.postgres.jobs import PostgresJobStore
-from storage.postgres.share import PgWorkShare, pick_fairly
+from storage.postgres.share import LOCK_DISPATCH, PgWorkShare, pick_fairly
 from tests.engine_doubles import (
     PLATFORM,
     RecordingPort,
     Script,
     ScriptedProvider,
     eventually,
+    eventually_async,
     request,
     requester,
 )
 from tests.fakes.discord.harness import Busy, Counting
+from tests.test_job_store import make_job
 
 LEASE = 30.0
 DEFAULTS = QuotaDefaults(default_limit=1000, max_running=100, max_queued=100)
@@ -239,6 +242,38 @@ async def test_a_dead_holder_s_jobs_are_taken_over_after_its_lease(world: World)
     assert (await world.ledger())[job.id] == {"reserve": 2, "charge": 2}
 
 
+async def test_a_claim_that_waited_for_the_dispatch_lock_leases_from_when_it_got_it(
+    world: World,
+) -> None:
+    """The wait for the dispatch lock can be long (behind a holder paused inside its
+    claim, until the server ends that transaction): a lease counted from before the
+    wait would run out early, and another process would take the job over at once."""
+    share = PgWorkShare(world.db, world.clock, lease_seconds=LEASE, worker_id="a")
+    job = await world.store.admit(make_job(world.clock, platform=PLATFORM))
+    async with world.db.pool.acquire() as conn:
+        lock = "SELECT pg_advisory_lock($1, hashtext($2))"
+        await conn.execute(lock, LOCK_DISPATCH, job.provider)
+        claim = asyncio.create_task(
+            share.claim(job.provider, [PLATFORM], concurrency=1, per_user=1, own=[job.id])
+        )
+
+        async def waiting() -> bool:
+            sql = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                "AND query LIKE '%pg_advisory_xact_lock%'"
+            )
+            return int(await conn.fetchval(sql)) == 1
+
+        await eventually_async(waiting, what="the claim to wait for the dispatch lock")
+        await world.clock.advance(LEASE)  # a long wait
+        unlock = "SELECT pg_advisory_unlock($1, hashtext($2))"
+        await conn.execute(unlock, LOCK_DISPATCH, job.provider)
+    [claimed] = await asyncio.wait_for(claim, 10)
+    assert claimed.job.id == job.id
+    until = await world.db.fetchval("SELECT until FROM job_leases WHERE job_id = $1", job.id)
+    assert until == world.clock.now() + LEASE
+
+
 async def test_a_paused_holder_past_its_lease_does_not_post(world: World) -> None:
     a = await world.add("a")
     job = await a.engine.submit(requester("u1"), request())
@@ -269,6 +304,113 @@ async def test_a_paused_holder_past_its_lease_does_not_post(world: World) -> Non
     final = await world.store.get(job.id)
     assert final is not None and final.state is JobState.DONE and final.delivered == 1
     assert (await world.ledger())[job.id] == {"reserve": 1, "charge": 1}
+
+
+class _HeldInTransaction:
+    """A connection whose first `UPDATE jobs ... RETURNING id` (the move to delivering
+    that stores result URLs, in a transaction) waits on a gate once answered: its
+    process stands paused inside the transaction, holding the job row's lock."""
+
+    def __init__(self, conn: asyncpg.Connection, gate: asyncio.Event, held: list[str]) -> None:
+        self._conn = conn
+        self._gate = gate
+        self._held = held
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        row = await self._conn.fetchrow(sql, *args)
+        if sql.startswith("UPDATE jobs") and sql.endswith("RETURNING id") and not self._held:
+            self._held.append(str(args[0]))
+            await self._gate.wait()
+        return row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _HeldStatus:
+    """The shared provider, but status queries wait on a gate (one process's view)."""
+
+    def __init__(self, inner: ScriptedProvider, gate: asyncio.Event) -> None:
+        self._inner = inner
+        self._gate = gate
+        self.waiting = 0
+
+    async def status(self, task_id: str) -> Any:
+        self.waiting += 1
+        await self._gate.wait()
+        return await self._inner.status(task_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_holder_paused_inside_a_transaction_does_not_block_the_takeover(
+    pg_url: str, world: World
+) -> None:
+    """Paused between two statements of a transaction, a process holds the job row's
+    lock, and claims skip locked rows: the server must end that transaction (and its
+    session) so another process takes the job over. Awake, the paused one finds its
+    transaction gone: it lets the job go, not failing it under the new holder."""
+    # a's calls are not counted with the others': one of them stays in flight.
+    a_calls = Busy()
+    a = Proc("a", pg_url, world.clock, world.provider, a_calls)
+    a.db = PgDatabase(pg_url, pool_size=4, idle_transaction_seconds=0.5)
+    a.store._db = a.share._db = a.db
+    await a.start()
+    world.procs.append(a)
+    paused, held = asyncio.Event(), []
+    real_transaction = a.db.transaction
+
+    @asynccontextmanager
+    async def transaction(**options: Any) -> AsyncIterator[Any]:
+        async with real_transaction(**options) as conn:
+            yield _HeldInTransaction(conn, paused, held)
+
+    a.db.transaction = transaction  # type: ignore[method-assign]
+    job = await a.engine.submit(requester("u1"), request())
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while not held:  # timer by timer, each once a's database calls are answered
+        calm = 0
+        while calm < 50 and not held:
+            await asyncio.sleep(0)
+            calm = calm + 1 if a_calls.count == 0 else 0
+            assert loop.time() < end, "a never stored the results"
+        delay = world.clock.next_deadline()
+        if not held and delay is not None:
+            await world.clock.advance(max(delay, 0.0))
+    assert held == [job.id]
+    assert a.engine._driver is not None
+    a.engine._driver.cancel()  # paused: no renewals either
+
+    async def row_free() -> bool:
+        # Autocommit: the lock is let go as soon as it is taken.
+        sql = "SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED"
+        return await world.db.fetchrow(sql, job.id) is not None
+
+    await eventually_async(row_free, timeout=15, what="the server to end the paused transaction")
+    # b takes the job over, still running; its status query waits.
+    answer = asyncio.Event()
+    b_provider = _HeldStatus(world.provider, answer)
+    b = Proc("b", pg_url, world.clock, cast(ScriptedProvider, b_provider), world.tally)
+    await b.start()
+    world.procs.append(b)
+    await world.clock.advance(LEASE + 1)
+    await world.advance_until(lambda: b_provider.waiting > 0)
+    assert b.held() == {job.id}
+    paused.set()  # a wakes up: its transaction is gone, and its lease with it
+    await eventually(lambda: job.id not in a.engine._ctx.active, what="a lets go")
+    stored = await world.store.get(job.id)
+    assert stored is not None and stored.state is JobState.RUNNING  # not failed by a
+    answer.set()
+    await world.advance_until(lambda: bool(b.port.delivered(job.id)))
+    await run_all(world)
+    assert world.delivered(job.id) == ["b"]
+    assert a.port.deliver_started == []
+    final = await world.store.get(job.id)
+    assert final is not None and final.state is JobState.DONE and final.delivered == 1
+    assert (await world.ledger())[job.id] == {"reserve": 1, "charge": 1}
+    assert await world.db.fetchval("SELECT count(*) FROM job_results") == 0
 
 
 async def test_a_callback_at_another_process_wakes_the_holder(world: World) -> None:

@@ -85,6 +85,9 @@ async def _copy(source: Path, target: PgDatabase) -> list[TableCount]:
         every = await asyncio.to_thread(reader.tables)
         tables = [t for t in every if t not in _PROCESS_STATE]
         async with target.transaction() as conn:
+            # Reading SQLite between statements may leave this transaction idle for a
+            # while; it is the only one on a database no bot is using.
+            await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
             await _check_target(conn, every)
             for table in tables:
                 await conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x77616E626F74
 SCHEMA_TABLE = "wanbot_schema"
 POOL_SIZE = 10
+# A process paused (SIGSTOP, a VM freeze) between two statements of a transaction,
+# its connection still open, keeps that transaction's locks until it resumes, and a
+# job row locked so is skipped by every other process's claim and takeover (`SKIP
+# LOCKED`): the server ends any transaction idle this long, and its session with it.
+# Set on every pooled session rather than per transaction: no extra round trip, and
+# no transaction forgets it. A statement running long is not idle; nothing of ours
+# waits on the client inside a transaction (`wanbot db copy` lifts it for its own).
+IDLE_TRANSACTION_SECONDS = 5.0
 
 _SCHEMA_TABLE_SQL = f"""
 CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (
@@ -92,12 +100,19 @@ class PgDatabase:
     """A pool on one PostgreSQL database. `url` may hold a password: never log nor
     show it (use `display`, which has it replaced)."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
+    ) -> None:
         if not is_postgres_url(url):
             raise ValueError("a PostgreSQL URL starts with postgresql://")
         self.url = url
         self.display = redact_url(url)
         self._pool_size = pool_size
+        self._idle_transaction_ms = max(1, round(idle_transaction_seconds * 1000))
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -114,8 +129,12 @@ class PgDatabase:
                 self.url,
                 min_size=1,
                 max_size=self._pool_size,
-                # Named, so an operator (or pg_stat_activity) tells whose session it is.
-                server_settings={"timezone": "UTC", "application_name": f"wanbot {os.getpid()}"},
+                server_settings={
+                    "timezone": "UTC",
+                    # Named, so an operator (or pg_stat_activity) tells whose session it is.
+                    "application_name": f"wanbot {os.getpid()}",
+                    "idle_in_transaction_session_timeout": f"{self._idle_transaction_ms}ms",
+                },
             )
         if not migrate:
             return

@@ -62,10 +62,6 @@ SCOPE_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_SCOPE}, hashtext($1))"
 _SCOPE_SHARED = f"SELECT pg_advisory_xact_lock_shared({LOCK_SCOPE}, hashtext($1))"
 
 
-# Set in each transaction that takes a lock other processes wait on.
-IDLE_IN_TRANSACTION = "SET LOCAL idle_in_transaction_session_timeout = '5s'"
-
-
 def space_key(space: Space) -> str:
     """The scope lock's key: one per space (a platform and a server id)."""
     return f"{space.platform}:{space.id}"
@@ -128,8 +124,8 @@ class PostgresJobStore:
         scope = space_key(space)
         async with self._db.transaction() as conn:
             # A process paused here must not hold these locks (and every admit of this
-            # user or server) until it resumes: the server ends the transaction.
-            await conn.execute(IDLE_IN_TRANSACTION)
+            # user or server) until it resumes: the server ends the transaction
+            # (IDLE_TRANSACTION_SECONDS in storage/postgres/db.py).
             # Locks before the facts are read: each statement reads what was committed
             # when it started, so the read must start after any earlier admit's COMMIT.
             # The scope lock guards the server's monthly budget: exclusive where there is

@@ -36,7 +36,7 @@ from bot.core.tasks import TaskGroup
 from storage.job_rows import job_from_row
 from storage.postgres.clock import DatabaseClock
 from storage.postgres.db import PgDatabase
-from storage.postgres.jobs import IDLE_IN_TRANSACTION, SELECT_JOBS
+from storage.postgres.jobs import SELECT_JOBS
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ LOCK_DISPATCH = 0x7764  # "wd": pg_advisory_xact_lock(class, hashtext(provider))
 CARD_WAIT_SECONDS = 10.0
 TAKE_OVER_BATCH = 200
 # A process paused (SIGSTOP, a VM freeze) inside a claim would hold the dispatch lock,
-# and the rows it locked, until it resumes: IDLE_IN_TRANSACTION has the server end
-# such a transaction (and its session) after 5 s idle, so the other processes go on.
+# and the rows it locked, until it resumes: every pooled session has the server end
+# such a transaction after 5 s idle (IDLE_TRANSACTION_SECONDS in db.py).
 # Fair picking looks this far into the queue per free slot (users' running limits skip
 # some candidates).
 _CANDIDATES_PER_SLOT = 8
@@ -182,12 +182,13 @@ class PgWorkShare:
         own: Sequence[str] = (),
         workers: int = 1,
     ) -> list[Claimed]:
-        now = self._clock.now()
         async with self._db.transaction() as conn:
-            await conn.execute(IDLE_IN_TRANSACTION)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_DISPATCH, provider
             )
+            # Read once the lock is held: the wait for it may be long (up to the idle
+            # timeout behind a paused holder), and leases count from now.
+            now = self._clock.now()
             free = concurrency - int(await conn.fetchval(_SLOTS_USED, provider, now))
             if free <= 0:
                 return []
@@ -218,7 +219,6 @@ class PgWorkShare:
     async def take_over(self, provider: str, platforms: Sequence[str]) -> list[Claimed]:
         now = self._clock.now()
         async with self._db.transaction() as conn:
-            await conn.execute(IDLE_IN_TRANSACTION)
             rows = await conn.fetch(_ORPHANS, provider, list(platforms), now, TAKE_OVER_BATCH)
             if not rows:
                 return []

@@ -102,7 +102,7 @@ class Delivery:
                 ctx.untrack(a)
                 return
             log.exception("job %s: delivery failed unexpectedly", job_id)
-            await ctx.settle.fail(job_id, failures.internal(job_id), [_D])
+            await ctx.settle.fail_unexpected(a, [_D])
 
     async def record(self, job_id: str, delivered: int, delivery: dict[str, Any]) -> Job | None:
         """DONE and settled, retried: a job left DELIVERING would hold its user's

@@ -109,7 +109,7 @@ class Dispatch:
             log.info("job %s: running as %s task %s", job_id, ctx.provider.name, handle.task_id)
         except Exception:
             log.exception("job %s: submit failed unexpectedly", job_id)
-            await ctx.settle.fail(job_id, failures.internal(job_id), [_Q, _S])
+            await ctx.settle.fail_unexpected(a, [_Q, _S])
 
     async def _on_submit_error(self, a: Active, exc: ProviderError) -> None:
         ctx = self._ctx

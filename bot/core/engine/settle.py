@@ -8,7 +8,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from bot.core.engine.context import Context
+from bot.core.engine import failures
+from bot.core.engine.context import Active, Context
 from bot.core.engine.deadline import within
 from bot.core.errors import NotFound
 from bot.core.ids import normalize_job_id
@@ -64,6 +65,14 @@ class Settle:
         ctx.finishing_task(self._notify_failure(job, error), f"fail-{job_id}")
         self.settled(job)
         return job
+
+    async def fail_unexpected(self, a: Active, expected: Iterable[JobState]) -> None:
+        """Fail the job as the bot's own error after an unexpected exception (logged by
+        the caller), unless another process holds the job now."""
+        ctx = self._ctx
+        if ctx.sharing is not None and not await ctx.sharing.still_holds(a):
+            return
+        await self.fail(a.job.id, failures.internal(a.job.id), expected)
 
     async def _notify_failure(self, job: Job, error: UserError) -> None:
         ctx = self._ctx

@@ -144,6 +144,22 @@ class Sharing:
         if a.lease is None or not await self.share.holds(a.job.id, a.lease):
             raise LeaseLost(a.job.id)
 
+    async def still_holds(self, a: Active) -> bool:
+        """Before settling a job on an unexpected error (the database, a bug): False,
+        and the job let go, when another process holds it now. A process paused past
+        its lease finds its transaction ended by the server when it wakes: that error
+        is its own, not the job's, and the new holder goes on with the job. True when
+        the lease cannot be checked either (the job is failed as before)."""
+        try:
+            await self.fence(a)
+        except LeaseLost:
+            self.drop(a.job.id, "another process holds it now")
+            self._ctx.untrack(a)
+            return False
+        except Exception:
+            log.warning("job %s: checking its lease failed", a.job.id, exc_info=True)
+        return True
+
     async def _renew(self) -> None:
         ctx = self._ctx
         try:

@@ -166,7 +166,7 @@ class Watch:
                 self._on_running(a, status)
         except Exception:
             log.exception("job %s: status handling failed unexpectedly", job_id)
-            await ctx.settle.fail(job_id, failures.internal(job_id), [_R])
+            await ctx.settle.fail_unexpected(a, [_R])
         finally:
             a.polling = False
             if a.recheck and ctx.active.get(job_id) is a and a.job.state is _R:
