@@ -626,6 +626,7 @@ class Fleet:
         db = await self.open_db()
         jobs = list(jobs) if jobs is not None else await self.jobs()
         assert jobs, "no jobs"
+        assert not self.fake.errors, f"the fake Discord failed: {self.fake.errors}"
         active = [j.id for j in jobs if not j.state.final]
         assert not active, f"jobs left active: {active}"
         leases = await db.leases()
@@ -651,7 +652,13 @@ class Fleet:
             uploads = {mid for _, mid in result_uploads(self.fake, job.id)}
             if job.state is JobState.DONE:
                 assert len(messages) == 1, f"job {job.id} posted {len(messages)} times"
-                assert len(uploads) == 1, f"job {job.id} uploaded as {uploads}"
+                assert len(uploads) == 1, f"job {job.id} uploaded as {uploads}: " + repr(
+                    [
+                        (r.seq, r.method, r.path, r.status, r.real_at)
+                        for r in self.fake.requests
+                        if any(_job_of_file(f.filename) == job.id for f in r.files)
+                    ]
+                )
                 assert posted == charge >= 1, (job.id, posted, charge)
             else:
                 assert not messages and charge == 0, (job.id, job.state, len(messages))

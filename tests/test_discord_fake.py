@@ -8,15 +8,18 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 import discord
 import pytest
+from aiohttp import web
 from discord import app_commands
 
 from bot.core.clock import FakeClock
 from bot.discord.endpoints import endpoints
 from tests.fakes.discord import ATTACH_FILES, SEND_MESSAGES, FakeDiscord
+from tests.fakes.discord.wire import GatewayConnection
 
 
 @dataclass
@@ -161,6 +164,37 @@ async def test_a_repeated_nonce_returns_the_first_message(fake: FakeDiscord, bot
     again = await channel.send("once", nonce="wbjob0")
     assert first.id == again.id
     assert len([m for m in fake.messages_in(fake.general) if m["content"] == "once"]) == 1
+
+
+class _GoneSocket:
+    """A gateway client killed a moment ago: its transport is closing, its session not
+    yet dropped."""
+
+    closed = False
+
+    async def send_str(self, data: str) -> None:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    async def close(self, **_: object) -> bool:
+        return False
+
+
+async def test_a_post_is_answered_whoever_has_left_the_gateway(
+    fake: FakeDiscord, bot: Client
+) -> None:
+    gone = GatewayConnection(cast(web.WebSocketResponse, _GoneSocket()), ready=True)
+    fake._connections.insert(0, gone)
+    seen = asyncio.get_running_loop().create_future()
+
+    async def on_message(message: discord.Message) -> None:
+        if not seen.done():
+            seen.set_result(message.id)
+
+    bot.client.event(on_message)
+    channel = bot.client.get_partial_messageable(int(fake.general.id))
+    sent = await channel.send("still answered")
+    assert await asyncio.wait_for(seen, 5) == sent.id  # the live session still hears it
+    assert fake.errors == []
 
 
 async def test_nonces_are_only_remembered_for_a_few_minutes(

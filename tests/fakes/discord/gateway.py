@@ -11,6 +11,7 @@ already connected, is closed with 4010; without a shard while `sharding_required
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -61,7 +62,10 @@ class GatewayMixin(World):
         self, conn: GatewayConnection, event: str, data: dict[str, Any]
     ) -> None:
         conn.seq += 1
-        await conn.ws.send_str(json.dumps({"op": 0, "t": event, "s": conn.seq, "d": data}))
+        # A client gone (killed) before its session is dropped: what Discord answers on
+        # REST never depends on who is listening on the gateway.
+        with contextlib.suppress(ConnectionResetError):
+            await conn.ws.send_str(json.dumps({"op": 0, "t": event, "s": conn.seq, "d": data}))
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send one gateway event to the connected bot."""
