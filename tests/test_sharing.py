@@ -26,7 +26,7 @@ from bot.core.models import Job, JobState
 from bot.core.ports import JobStore, WorkShare
 from bot.core.quota import QuotaDefaults
 from bot.ops.doctor.pg import check_postgres
-from storage.postgres.db import PgDatabase
+from storage.postgres.db import IDLE_TRANSACTION_SECONDS, PgDatabase
 from storage.postgres.jobs import PostgresJobStore
 from storage.postgres.share import LOCK_DISPATCH, PgWorkShare, pick_fairly
 from tests.engine_doubles import (
@@ -50,10 +50,16 @@ class Proc:
     """One bot process's engine: its own pool, store, share and delivery port."""
 
     def __init__(
-        self, name: str, url: str, clock: FakeClock, provider: ScriptedProvider, tally: Busy
+        self,
+        name: str,
+        url: str,
+        clock: FakeClock,
+        provider: ScriptedProvider,
+        tally: Busy,
+        idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
     ) -> None:
         self.name = name
-        self.db = PgDatabase(url, pool_size=4)
+        self.db = PgDatabase(url, pool_size=4, idle_transaction_seconds=idle_transaction_seconds)
         self.store = PostgresJobStore(self.db, clock, DEFAULTS)
         self.share = PgWorkShare(
             self.db, clock, lease_seconds=LEASE, worker_id=name, reconnect_delay=0.05
@@ -353,9 +359,7 @@ async def test_a_holder_paused_inside_a_transaction_does_not_block_the_takeover(
     transaction gone: it lets the job go, not failing it under the new holder."""
     # a's calls are not counted with the others': one of them stays in flight.
     a_calls = Busy()
-    a = Proc("a", pg_url, world.clock, world.provider, a_calls)
-    a.db = PgDatabase(pg_url, pool_size=4, idle_transaction_seconds=0.5)
-    a.store._db = a.share._db = a.db
+    a = Proc("a", pg_url, world.clock, world.provider, a_calls, idle_transaction_seconds=0.5)
     await a.start()
     world.procs.append(a)
     paused, held = asyncio.Event(), []
